@@ -1,0 +1,46 @@
+# The course's two commands: `make lab` and `make test`. Both set up .venv when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
+
+.PHONY: lab test setup unit nbval browser notebooks doctor benchmark clean
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(BIN)/jupyter lab chapters/
+
+test: $(STAMP)  ## every unit test, every notebook (nbval), and the real-browser widget test
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory unit nbval browser; status=$$?; \
+	echo "make test took $$(( $$(date +%s) - start )) s"; exit $$status
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the course's pinned packages into $(VENV) (a few minutes the first time; log in $(VENV)/pip.log)"
+	@$(BIN)/python -m pip install -c constraints.txt -e ".[test]" > $(VENV)/pip.log 2>&1 \
+		|| { tail -n 30 $(VENV)/pip.log; echo "pip install failed: see $(VENV)/pip.log"; exit 1; }
+	@touch $@
+
+unit: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m "not browser" -q
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS) -q
+
+browser: $(STAMP)
+	$(BIN)/python -m pytest tests/browser -m browser -q
+
+notebooks: $(STAMP)  ## re-execute every notebook in place (commit the result)
+	$(BIN)/python tools/execute_notebooks.py
+
+doctor: $(STAMP)
+	$(BIN)/python -m labkit doctor
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/fit_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

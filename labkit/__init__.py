@@ -1,0 +1,41 @@
+"""labkit — the small lab kit of the course "From Zero to Large Models" (从零开始大模型开发与微调).
+
+Each chapter builds a thing by hand first, then reuses the version kept here. The public face,
+name → module (each module is imported the first time one of its names is used):
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+PUBLIC: dict[str, str] = {
+    # the machine
+    "doctor": "machine", "get_device": "device", "seed_everything": "seed",
+    # data
+    "load_images": "data", "torchvision_dataset": "data", "class_names": "data",
+    # training
+    "fit": "training", "evaluate": "training", "History": "training",
+    "Callback": "callbacks", "ProgressBar": "callbacks", "LivePlot": "callbacks", "EarlyStopping": "callbacks",
+    "BestCheckpoint": "callbacks", "GradientClipping": "callbacks", "LRScheduler": "callbacks",
+    # measuring and looking
+    "accuracy": "metrics", "confusion_matrix": "metrics", "precision_recall_f1": "metrics",
+    "classification_report": "metrics", "predict": "metrics",
+    "plot_confusion_matrix": "plots", "show_images": "plots", "show_mistakes": "plots", "plot_history": "plots",
+    # interaction and exercises
+    "HyperparameterPanel": "widgets", "check": "exercises",
+}
+
+__version__ = "0.1.0"
+__all__ = sorted(PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in PUBLIC:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(PUBLIC))

@@ -1,0 +1,27 @@
+"""Command line: `python -m labkit doctor` and `python -m labkit grade FOLDER`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit", description="The course's lab kit.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="check this machine for the course")
+    doctor.add_argument("--no-benchmark", action="store_true", help="skip the ~1 s matrix-multiply measurement")
+    commands.add_parser("grade", help="run a folder of submitted notebooks and score their exercises", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "doctor":
+        from .machine import doctor as run_doctor
+
+        report = run_doctor(benchmark=not args.no_benchmark)
+        print(report)
+        return 0 if report.ok else 1
+    from .grading import main as grade_main
+
+    return grade_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Callbacks: what hangs off the training loop (progress bar, live plot, early stopping, ...).
+
+A callback overrides any of the hooks below; `fit` calls them in order. Each receives the
+`FitState` (model, optimizer, epoch, step, history, and a `stop` flag it may set).
+
+    on_fit_start → (on_epoch_start → (on_after_backward → on_batch_end)* → on_epoch_end)* → on_fit_end
+"""
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from .training import FitState
+
+__all__ = [
+    "Callback",
+    "ProgressBar",
+    "LivePlot",
+    "EarlyStopping",
+    "BestCheckpoint",
+    "GradientClipping",
+    "LRScheduler",
+    "in_notebook",
+]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, nbclient, nbval), False in a plain script."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+class Callback:
+    """Base class: every hook does nothing until a subclass overrides it."""
+
+    def on_fit_start(self, state: FitState) -> None: ...
+    def on_epoch_start(self, state: FitState) -> None: ...
+    def on_after_backward(self, state: FitState) -> None: ...
+    def on_batch_end(self, state: FitState) -> None: ...
+    def on_epoch_end(self, state: FitState) -> None: ...
+    def on_fit_end(self, state: FitState) -> None: ...
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback, in order. `on_fit_end` always reaches them all."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be labkit Callback objects, got {cb!r}")
+        self.callbacks = list(callbacks)
+        # Bind the hooks once: the per-batch ones run thousands of times.
+        for hook in ("on_fit_start", "on_epoch_start", "on_after_backward", "on_batch_end", "on_epoch_end"):
+            methods = [getattr(cb, hook) for cb in self.callbacks if getattr(type(cb), hook) is not getattr(Callback, hook)]
+            setattr(self, hook, _chain(methods))
+
+    def on_fit_end(self, state: FitState) -> None:
+        errors = []
+        for cb in self.callbacks:
+            try:
+                cb.on_fit_end(state)
+            except Exception as error:  # keep going so that every callback can clean up
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+def _chain(methods: list[Callable[[Any], None]]) -> Callable[[Any], None]:
+    if not methods:
+        return lambda state: None
+    if len(methods) == 1:
+        return methods[0]
+
+    def call_all(state: Any) -> None:
+        for method in methods:
+            method(state)
+
+    return call_all
+
+
+def _format_logs(logs: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "epoch_time"))
+
+
+class ProgressBar(Callback):
+    """One `tqdm` bar over all the steps of the run, showing the epoch and the latest loss.
+
+    In a terminal it also prints one line of results per epoch.
+    """
+
+    def __init__(self, refresh_every: int = 25) -> None:
+        self.refresh_every = refresh_every
+        self.bar: Any = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        from tqdm.auto import tqdm
+
+        self.notebook = in_notebook()
+        self.bar = tqdm(total=state.epochs * state.steps_per_epoch, unit="step", dynamic_ncols=True)
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.bar.update(1)
+        if state.step % self.refresh_every == 0:
+            self.bar.set_description(f"epoch {state.epoch + 1}/{state.epochs}  loss {state.loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.bar.set_postfix_str(_format_logs(state.history.last()), refresh=True)
+        if not self.notebook:
+            self.bar.write(f"epoch {state.epoch + 1}/{state.epochs}  {_format_logs(state.history.last())}")
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if state.history.stop_reason and not self.notebook:
+            print(f"stopped: {state.history.stop_reason}")
+
+
+class LivePlot(Callback):
+    """Loss and metric curves redrawn in place after every epoch (one figure, not one per epoch).
+
+    By default it draws into the notebook cell's output; pass an `ipywidgets.Image` as `image`
+    to draw into a widget instead (the hyperparameter panel does). In a plain script it does
+    nothing: use `history.plot()` after training.
+    """
+
+    def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6)) -> None:
+        self.image = image
+        self.metrics = metrics
+        self.figsize = figsize
+        self.handle: Any = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        from matplotlib.figure import Figure
+
+        self.enabled = self.image is not None or in_notebook()
+        self.figure = Figure(figsize=self.figsize, layout="constrained") if self.enabled else None
+        self.handle = None
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if self.enabled:
+            self._draw(state)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.enabled and state.history.stop_reason and state.history.epochs:
+            self._draw(state)
+
+    def _draw(self, state: FitState) -> None:
+        from .plots import draw_history
+
+        fig = self.figure
+        fig.clear()
+        n_panels = 2 if any(k not in ("lr", "epoch_time") and not k.endswith("loss") for k in state.history) else 1
+        axes = fig.subplots(1, n_panels, squeeze=False)[0]
+        draw_history(list(axes), state.history, metrics=self.metrics)
+        title = f"epoch {state.history.epochs}/{state.epochs}   " + _format_logs(state.history.last())
+        if state.history.stop_reason:
+            title += "\n(stopped: " + state.history.stop_reason.split(";")[0] + ")"
+        fig.suptitle(title, fontsize=9)
+        if self.image is not None:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=80)
+            self.image.value = buffer.getvalue()
+        else:
+            from IPython.display import display
+
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+
+
+def _better(mode: str, min_delta: float) -> Callable[[float, float], bool]:
+    if mode == "min":
+        return lambda new, best: new < best - min_delta
+    return lambda new, best: new > best + min_delta
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode == "auto":
+        return "min" if "loss" in monitor else "max"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return mode
+
+
+def _require_monitored(state: FitState, monitor: str, who: str) -> None:
+    if monitor.startswith("val_") and not state.has_validation:
+        raise ValueError(f"{who} watches {monitor!r}, but fit() got no val_data: pass val_data, or monitor='train_loss'")
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved for `patience` epochs; optionally restore the best weights."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0, mode: str = "auto", restore_best: bool = True) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1 epoch, got {patience}")
+        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best
+        self.mode = _mode_for(monitor, mode)
+        self.is_better = _better(self.mode, min_delta)
+
+    def on_fit_start(self, state: FitState) -> None:
+        _require_monitored(state, self.monitor, "EarlyStopping")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch, self.wait, self.best_state = -1, 0, None
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.history[self.monitor][-1]
+        if self.is_better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, state.epoch, 0
+            if self.restore_best:
+                self.best_state = copy.deepcopy(state.model.state_dict())
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            state.stop = True
+            state.history.stop_reason = (
+                f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
+                f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
+            )
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.restore_best and self.best_state is not None and self.best_epoch != state.history.epochs - 1:
+            state.model.load_state_dict(self.best_state)
+
+
+class BestCheckpoint(Callback):
+    """Keep the weights of the best epoch by `monitor`: in memory, and in `path` if one is given.
+
+    At the end of training (also after the stop button) the model gets the best weights back.
+    The file holds a plain ``state_dict``: load it with ``torch.load(path, weights_only=True)``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, monitor: str = "val_loss", mode: str = "auto", restore: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        self.monitor, self.restore = monitor, restore
+        self.mode = _mode_for(monitor, mode)
+        self.is_better = _better(self.mode, 0.0)
+
+    def on_fit_start(self, state: FitState) -> None:
+        _require_monitored(state, self.monitor, "BestCheckpoint")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch, self.best_state = -1, None
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.history[self.monitor][-1]
+        if not self.is_better(value, self.best):
+            return
+        self.best, self.best_epoch = value, state.epoch
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".tmp")
+            torch.save(self.best_state, partial)
+            os.replace(partial, self.path)  # never leave a half-written checkpoint behind
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.restore and self.best_state is not None:
+            state.model.load_state_dict(self.best_state)
+
+
+class GradientClipping(Callback):
+    """Rescale the gradients so that their global norm is at most `max_norm` (before each step)."""
+
+    def __init__(self, max_norm: float = 1.0) -> None:
+        if not max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        self.max_norm = max_norm
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.params = [p for p in state.model.parameters() if p.requires_grad]
+
+    def on_after_backward(self, state: FitState) -> None:
+        torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+
+
+class LRScheduler(Callback):
+    """A learning-rate schedule: `make(optimizer, total_steps)` returns a torch scheduler,
+    stepped after every batch (``every="step"``) or every epoch (``every="epoch"``).
+
+    >>> LRScheduler(lambda opt, total: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=total))
+    """
+
+    def __init__(self, make: Callable[[torch.optim.Optimizer, int], Any], every: str = "step") -> None:
+        if every not in ("step", "epoch"):
+            raise ValueError(f"every must be 'step' or 'epoch', got {every!r}")
+        self.make, self.every = make, every
+
+    def on_fit_start(self, state: FitState) -> None:
+        total = state.epochs * (state.steps_per_epoch if self.every == "step" else 1)
+        self.scheduler = self.make(state.optimizer, total)
+
+    def on_batch_end(self, state: FitState) -> None:
+        if self.every == "step":
+            self.scheduler.step()
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if self.every == "epoch":
+            self.scheduler.step()
+
+
+def default_callbacks(verbose: bool, given: Sequence[Callback] = ()) -> list[Callback]:
+    """What `fit(verbose=True)` adds: a progress bar and, in a notebook, a live plot —
+    each unless `given` (the caller's callbacks) already has one."""
+    if not verbose:
+        return []
+    return [cls() for cls in (ProgressBar, LivePlot) if not any(isinstance(cb, cls) for cb in given)]
