@@ -135,8 +135,9 @@ class LivePlot(Callback):
     nothing: use `history.plot()` after training.
     """
 
-    def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6)) -> None:
+    def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6), dpi: int = 80) -> None:
         self.image = image
+        self.dpi = dpi
         self.metrics = metrics
         self.figsize = figsize
         self.handle: Any = None
@@ -168,17 +169,20 @@ class LivePlot(Callback):
         if state.history.stop_reason:
             title += "\n(stopped: " + state.history.stop_reason.split(";")[0] + ")"
         fig.suptitle(title, fontsize=9)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=self.dpi)
+        png = buffer.getvalue()
         if self.image is not None:
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=80)
-            self.image.value = buffer.getvalue()
-        else:
-            from IPython.display import display
+            self.image.value = png
+            return
+        from IPython.display import Image, display
 
-            if self.handle is None:
-                self.handle = display(fig, display_id=True)
-            else:
-                self.handle.update(fig)
+        # A PNG (not the Figure itself) so that it shows without any matplotlib backend set up,
+        # is replaced in place by every redraw, and stays in the saved notebook.
+        if self.handle is None:
+            self.handle = display(Image(data=png, format="png"), display_id=True)
+        else:
+            self.handle.update(Image(data=png, format="png"))
 
 
 def _better(mode: str, min_delta: float) -> Callable[[float, float], bool]:
