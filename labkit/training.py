@@ -210,6 +210,7 @@ def fit(
             f"interrupted (stop button) during epoch {state.epoch + 1}; "
             f"the history of the {history.epochs} finished epochs is kept"
         )
+        print(f"⏹ training {history.stop_reason}.")
     finally:
         hooks.on_fit_end(state)
     return history
