@@ -1,0 +1,154 @@
+"""Real-browser test: JupyterLab in headless Chromium runs a notebook and uses its hyperparameter panel.
+
+For each notebook: open it, wait for the kernel, clear the saved outputs, run all cells, find
+the `HyperparameterPanel`, move the learning-rate slider with the keyboard, press Train, and
+check that the live curve redrew, the status line says done and the results table got a row
+with the slider's value. Screenshots land in test-artifacts/ (before and after training).
+
+To test another notebook, add a line to NOTEBOOKS (chapters take longer to run: give them a
+larger run-all timeout). The kernels get LABKIT_FAST=1 (unless set otherwise) so chapters may
+shrink their work.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class NotebookCase:
+    path: str  # relative to the repository root
+    run_all_timeout_s: float = 90  # opening, kernel start and running every cell
+    train_timeout_s: float = 60  # one press of Train
+
+
+NOTEBOOKS = [
+    pytest.param(NotebookCase("tests/browser/fixtures/panel_demo.ipynb"), id="panel_demo"),
+    pytest.param(
+        NotebookCase("chapters/05_practice_cnn.ipynb", run_all_timeout_s=480, train_timeout_s=300),
+        id="05_practice_cnn",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(not (REPO / "chapters/05_practice_cnn.ipynb").exists(), reason="chapters/05_practice_cnn.ipynb is not written yet"),
+        ],
+    ),
+]
+
+# Every non-empty code cell shows "[n]" once it ran; a traceback anywhere means a cell failed.
+_RUN_STATE_JS = """
+() => {
+  const tracebacks = [...document.querySelectorAll('.jp-OutputArea-output')]
+    .map(o => o.innerText).filter(t => t.includes('Traceback (most recent call last)'));
+  if (tracebacks.length) return {error: tracebacks[0].slice(0, 4000)};
+  const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
+  const pending = cells.filter(cell => {
+    const source = (cell.querySelector('.cm-content')?.innerText || '').trim();
+    const prompt = (cell.querySelector('.jp-InputPrompt')?.innerText || '').trim();
+    return source && !/^\\[\\d+\\]:?$/.test(prompt);
+  });
+  return cells.length > 0 && pending.length === 0 ? {done: cells.length} : null;
+}
+"""
+
+# Training finished (status says "run N done" or "failed") and the image shows a new plot.
+_TRAINED_JS = """
+([panelSelector, srcBefore]) => {
+  const panel = document.querySelector(panelSelector);
+  const status = panel.querySelector('.labkit-status')?.innerText || '';
+  if (status.includes('failed')) return {failed: status};
+  const src = panel.querySelector('img')?.src || '';
+  return /run \\d+ done/.test(status) && src && src !== srcBefore ? {status, src} : null;
+}
+"""
+
+PANEL = ".labkit-hyperparameter-panel"
+
+
+def _menu(page, menu: str, entry: str) -> None:
+    """Click menu bar item `menu` (e.g. "Run"), then its entry labelled `entry` (e.g. "Run All Cells")."""
+    page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(menu)}$")).click()
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(entry)}$")).click()
+
+
+def open_notebook(page, lab, name: str, timeout_s: float) -> None:
+    """Open notebook `name` and wait until its kernel is connected and idle."""
+    page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=timeout_s * 1000)
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    # Wait for "| Idle" in the status bar: before the kernel connects, Run All silently does nothing.
+    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle")).wait_for(timeout=timeout_s * 1000)
+
+
+def run_all_cells(page, timeout_s: float) -> None:
+    """Clear the saved outputs, Run → Run All Cells, and wait until every code cell ran."""
+    _menu(page, "Edit", "Clear Outputs of All Cells")
+    _menu(page, "Run", "Run All Cells")
+    state = page.wait_for_function(_RUN_STATE_JS, timeout=timeout_s * 1000, polling=250).json_value()
+    if "error" in state:
+        pytest.fail(f"a cell failed while running all cells:\n{state['error']}")
+
+
+def run_notebook_and_use_panel(page, lab, case: NotebookCase, artifacts: Path) -> dict:
+    """The whole user story; returns what it measured (seconds per phase, readouts, status)."""
+    name = lab.add_notebook(REPO / case.path)
+    stem = Path(name).stem
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    open_notebook(page, lab, name, case.run_all_timeout_s)
+    times["open"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    run_all_cells(page, case.run_all_timeout_s)
+    panel = page.locator(PANEL).first
+    panel.wait_for(timeout=30_000)
+    panel.scroll_into_view_if_needed()
+    times["run_all"] = time.perf_counter() - start
+
+    # Move the learning-rate slider one step to the right with the keyboard.
+    slider = panel.locator(".widget-slider").first
+    readout = slider.locator(".widget-readout")
+    before = readout.inner_text().strip()
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
+    )
+    after = readout.inner_text().strip()
+    assert float(after) > float(before), f"ArrowRight should raise the learning rate: {before} -> {after}"
+    page.screenshot(path=artifacts / f"{stem}-before-train.png")
+
+    src_before = panel.locator("img").first.get_attribute("src")
+    start = time.perf_counter()
+    panel.locator("button", has_text="Train").click()
+    result = page.wait_for_function(_TRAINED_JS, arg=[PANEL, src_before], timeout=case.train_timeout_s * 1000, polling=200).json_value()
+    times["train"] = time.perf_counter() - start
+    panel.scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / f"{stem}-after-train.png")
+    panel.screenshot(path=artifacts / f"{stem}-panel.png")
+    if "failed" in result:
+        pytest.fail(f"the panel's training failed in the browser: {result['failed']}")
+
+    assert panel.locator("img").count() == 1, "the curve should be redrawn in the panel's one image"
+    panel_cell = page.locator(".jp-Cell", has=page.locator(PANEL)).first
+    assert panel_cell.locator(".jp-OutputArea-output").count() == 1, "training should not add outputs (figures) below the panel"
+    rows = panel.locator("table.labkit-runs tbody tr")
+    assert rows.count() == 1, "one press of Train should add one row to the results table"
+    lr_cell = rows.first.locator("td").nth(1).inner_text()
+    assert float(lr_cell) == pytest.approx(float(after), rel=0.05), f"the run used lr {lr_cell}, the slider shows {after}"
+    assert not panel.locator("button", has_text="Train").is_disabled(), "the Train button should be enabled again"
+    return {"times": times, "readout": (before, after), "status": result["status"]}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("case", NOTEBOOKS)
+def test_notebook_panel_in_jupyterlab(page, lab_server, artifacts, case: NotebookCase):
+    measured = run_notebook_and_use_panel(page, lab_server, case, artifacts)
+    print(f"\n{case.path}: " + ", ".join(f"{k} {v:.1f}s" for k, v in measured["times"].items())
+          + f"; lr readout {measured['readout'][0]} -> {measured['readout'][1]}; status: {measured['status']}")
+    widget_errors = [e for e in page.js_errors if "widget" in e.lower()]
+    assert not widget_errors, f"JavaScript errors from the widgets: {widget_errors}"
