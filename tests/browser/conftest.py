@@ -9,7 +9,6 @@ JupyterLab's autosave writes outputs back.
 
 Environment knobs:
     LABKIT_CHROMIUM   path of the Chromium to drive (default /usr/bin/chromium)
-    LABKIT_FAST       passed to the notebooks' kernels; set to 1 when not given
 """
 from __future__ import annotations
 
@@ -91,7 +90,6 @@ def _lab_environment(tmp: Path) -> dict[str, str]:
         path.write_text(json.dumps(values))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env.setdefault("LABKIT_FAST", "1")
     env.pop("MPLBACKEND", None)  # it would leak into the kernels and hide inline figures
     return env
 

@@ -6,11 +6,11 @@ check that the live curve redrew, the status line says done and the results tabl
 with the slider's value. Screenshots land in test-artifacts/ (before and after training).
 
 To test another notebook, add a line to NOTEBOOKS (chapters take longer to run: give them a
-larger run-all timeout). The kernels get LABKIT_FAST=1 (unless set otherwise) so chapters may
-shrink their work.
+larger run-all timeout). Notebooks run at their default settings, exactly as a learner runs them.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -150,5 +150,72 @@ def test_notebook_panel_in_jupyterlab(page, lab_server, artifacts, case: Noteboo
     measured = run_notebook_and_use_panel(page, lab_server, case, artifacts)
     print(f"\n{case.path}: " + ", ".join(f"{k} {v:.1f}s" for k, v in measured["times"].items())
           + f"; lr readout {measured['readout'][0]} -> {measured['readout'][1]}; status: {measured['status']}")
+    widget_errors = [e for e in page.js_errors if "widget" in e.lower()]
+    assert not widget_errors, f"JavaScript errors from the widgets: {widget_errors}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter widgets: each chapter marks one widget cell with the tag "browser-test". The test runs
+# the whole chapter, moves that cell's first slider with the keyboard and waits for its figure
+# to be redrawn.
+
+TAG = "browser-test"
+
+
+def tagged_cell_index(path: Path) -> int | None:
+    """The index (among all cells) of the notebook's cell tagged "browser-test", or None."""
+    cells = json.loads(path.read_text())["cells"]
+    found = [i for i, cell in enumerate(cells) if TAG in cell.get("metadata", {}).get("tags", [])]
+    assert len(found) <= 1, f"{path.name}: tag exactly one cell {TAG!r}, found {len(found)}"
+    return found[0] if found else None
+
+
+CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="slider_demo")] + [
+    pytest.param(path.relative_to(REPO).as_posix(), id=path.stem, marks=pytest.mark.slow)
+    for path in sorted((REPO / "chapters").glob("*.ipynb"))
+    if tagged_cell_index(path) is not None
+]
+
+# The figure of the tagged cell: its first image's src (a data: URL that changes on every redraw).
+_IMAGE_SRC_JS = "(cell) => cell.querySelector('.jp-OutputArea-output img')?.getAttribute('src') || ''"
+
+
+def run_notebook_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: float = 360) -> dict:
+    """Open a chapter, run all cells, move the tagged cell's first slider; returns what it saw."""
+    name = lab.add_notebook(REPO / path)
+    index = tagged_cell_index(REPO / path)
+    open_notebook(page, lab, name, timeout_s)
+    start = time.perf_counter()
+    run_all_cells(page, timeout_s)
+    run_all = time.perf_counter() - start
+
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    slider = cell.locator(".widget-slider").first
+    slider.wait_for(timeout=30_000)
+    cell.scroll_into_view_if_needed()
+    page.wait_for_function(f"(cell) => ({_IMAGE_SRC_JS})(cell) !== ''", arg=cell.element_handle(), timeout=30_000)
+    src_before = cell.evaluate(_IMAGE_SRC_JS)
+    readout = slider.locator(".widget-readout")
+    before = readout.inner_text().strip()
+    page.screenshot(path=artifacts / f"{Path(name).stem}-widget-before.png")
+
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
+    )
+    page.wait_for_function(
+        f"([cell, old]) => {{ const src = ({_IMAGE_SRC_JS})(cell); return src !== '' && src !== old; }}",
+        arg=[cell.element_handle(), src_before], timeout=30_000, polling=200,
+    )
+    cell.screenshot(path=artifacts / f"{Path(name).stem}-widget-after.png")
+    return {"run_all": run_all, "readout": (before, readout.inner_text().strip())}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", CHAPTER_WIDGETS)
+def test_chapter_widget_redraws_when_its_slider_moves(page, lab_server, artifacts, path: str):
+    seen = run_notebook_and_move_slider(page, lab_server, path, artifacts)
+    print(f"\n{path}: run all {seen['run_all']:.1f}s; slider {seen['readout'][0]} -> {seen['readout'][1]}; figure redrawn")
     widget_errors = [e for e in page.js_errors if "widget" in e.lower()]
     assert not widget_errors, f"JavaScript errors from the widgets: {widget_errors}"
