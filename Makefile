@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
 .PHONY: lab test setup unit nbval browser notebooks doctor benchmark clean
 
 lab: $(STAMP)  ## open the course in JupyterLab
-	$(BIN)/jupyter lab chapters/
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
 
 test: $(STAMP)  ## every unit test, every notebook (nbval), and the real-browser widget test
 	@start=$$(date +%s); \

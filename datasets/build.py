@@ -239,6 +239,163 @@ def build_mnist(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]
     return written
 
 
+# --------------------------------------------------------------------------- large models (a table of facts)
+
+# The rows below are the source of truth of datasets/large_models/large_models.csv: build.py writes
+# the CSV from them. Only numbers stated in the cited paper (or the authors' own post, where named)
+# are entered; an unknown number stays None (an empty cell). `training_flop` is entered only where
+# it was published; otherwise, where parameters and tokens are both known, build_large_models
+# computes 6 * parameters * tokens and marks the row "estimated" (chapter 01 explains the 6).
+LARGE_MODELS_COLUMNS = (
+    "name", "year", "organisation", "domain", "parameters", "training_tokens", "training_flop",
+    "flop_kind", "accelerator", "accelerator_hours", "source", "note",
+)
+LARGE_MODELS: list[dict[str, object]] = [
+    dict(name="LeNet-5", year=1998, organisation="AT&T Labs", domain="vision", parameters=60_000,
+         source="Gradient-Based Learning Applied to Document Recognition, LeCun, Bottou, Bengio and Haffner, "
+                "Proceedings of the IEEE 86(11), 1998, doi:10.1109/5.726791",
+         note="60,000 trainable parameters (the paper's figure); trained on 60,000 images, not tokens; a CNN "
+              "reuses each weight at every image position, so 6·N·D does not apply"),
+    dict(name="AlexNet", year=2012, organisation="University of Toronto", domain="vision", parameters=60_000_000,
+         source="ImageNet Classification with Deep Convolutional Neural Networks, Krizhevsky, Sutskever and Hinton, "
+                "NeurIPS 2012",
+         note="60 million parameters (the paper's figure); about 90 passes over 1.2 million images, five to six "
+              "days on two GTX 580 GPUs; compute not published"),
+    dict(name="Transformer (big)", year=2017, organisation="Google", domain="translation", parameters=213_000_000,
+         training_flop=2.3e19,
+         source="Attention Is All You Need, Vaswani et al., arXiv:1706.03762",
+         note="213 million parameters (Table 3); training cost 2.3e19 FLOP for English-German (Table 2), which "
+              "the authors estimated from training time, number of GPUs and the GPUs' sustained speed; tokens "
+              "not stated"),
+    dict(name="GPT-1", year=2018, organisation="OpenAI", domain="language", parameters=117_000_000,
+         training_flop=8.29e19,
+         source="Improving Language Understanding by Generative Pre-Training, Radford et al., 2018, "
+                "https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf; "
+                "compute from OpenAI's post Improving language understanding with unsupervised learning, 2018",
+         note="117M parameters, as the GPT-2 paper lists this architecture (Table 2); compute 0.96 "
+              "petaflop/s-days (OpenAI's post) = 0.96e15 FLOP/s × 86,400 s = 8.29e19 FLOP; trained on "
+              "BooksCorpus, tokens not stated"),
+    dict(name="BERT-base", year=2018, organisation="Google", domain="language", parameters=110_000_000,
+         training_tokens=128_000_000_000,
+         source="BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding, Devlin et al., "
+                "arXiv:1810.04805",
+         note="tokens = 1,000,000 steps × 128,000 tokens per batch (256 sequences × 512 tokens), as the paper "
+              "states; 90 % of the steps used 128-token sequences, so fewer tokens were processed and 6·N·D "
+              "overestimates"),
+    dict(name="BERT-large", year=2018, organisation="Google", domain="language", parameters=340_000_000,
+         training_tokens=128_000_000_000,
+         source="BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding, Devlin et al., "
+                "arXiv:1810.04805",
+         note="same schedule as BERT-base: 1,000,000 steps × 128,000 tokens, 90 % of them at length 128"),
+    dict(name="GPT-2", year=2019, organisation="OpenAI", domain="language", parameters=1_542_000_000,
+         source="Language Models are Unsupervised Multitask Learners, Radford et al., 2019, "
+                "https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf",
+         note="1542M parameters (Table 2), announced as 1.5B; trained on WebText (40 GB of text, about 8 million "
+              "documents); tokens and compute not published"),
+    dict(name="T5-11B", year=2019, organisation="Google", domain="language", parameters=11_000_000_000,
+         training_tokens=1_000_000_000_000,
+         source="Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer, Raffel et al., "
+                "arXiv:1910.10683",
+         note="pre-trained for 1 million steps × 2^11 sequences × 512 tokens, about 1 trillion tokens; an "
+              "encoder-decoder, in which each token passes through only one half, so 6·N·D overestimates "
+              "(roughly 2×)"),
+    dict(name="GPT-3", year=2020, organisation="OpenAI", domain="language", parameters=175_000_000_000,
+         training_tokens=300_000_000_000, training_flop=3.14e23,
+         source="Language Models are Few-Shot Learners, Brown et al., arXiv:2005.14165",
+         note="175B parameters trained on 300B tokens; 3.14e23 FLOP = 3,640 petaflop/s-days (Table D.1)"),
+    dict(name="Chinchilla", year=2022, organisation="DeepMind", domain="language", parameters=70_000_000_000,
+         training_tokens=1_400_000_000_000, training_flop=5.76e23,
+         source="Training Compute-Optimal Large Language Models, Hoffmann et al., arXiv:2203.15556",
+         note="70B parameters, 1.4T tokens; trained with the same compute budget as Gopher, 5.76e23 FLOP, as the "
+              "paper gives it"),
+    dict(name="PaLM", year=2022, organisation="Google", domain="language", parameters=540_000_000_000,
+         training_tokens=780_000_000_000,
+         source="PaLM: Scaling Language Modeling with Pathways, Chowdhery et al., arXiv:2204.02311",
+         note="540B parameters, 780B tokens; trained on 6,144 TPU v4 chips at 46.2 % model FLOPs utilisation "
+              "(the paper's figures)"),
+    dict(name="LLaMA 7B", year=2023, organisation="Meta AI", domain="language", parameters=6_700_000_000,
+         training_tokens=1_000_000_000_000, accelerator="NVIDIA A100-80GB", accelerator_hours=82_432,
+         source="LLaMA: Open and Efficient Foundation Language Models, Touvron et al., arXiv:2302.13971",
+         note="6.7B parameters and 1.0T tokens (Table 2); 82,432 GPU-hours (Table 15)"),
+    dict(name="LLaMA 65B", year=2023, organisation="Meta AI", domain="language", parameters=65_200_000_000,
+         training_tokens=1_400_000_000_000, accelerator="NVIDIA A100-80GB", accelerator_hours=1_022_362,
+         source="LLaMA: Open and Efficient Foundation Language Models, Touvron et al., arXiv:2302.13971",
+         note="65.2B parameters and 1.4T tokens (Table 2); 1,022,362 GPU-hours (Table 15)"),
+    dict(name="Llama 2 70B", year=2023, organisation="Meta", domain="language", parameters=70_000_000_000,
+         training_tokens=2_000_000_000_000, accelerator="NVIDIA A100-80GB", accelerator_hours=1_720_320,
+         source="Llama 2: Open Foundation and Fine-Tuned Chat Models, Touvron et al., arXiv:2307.09288",
+         note="2.0T tokens (Table 1); 1,720,320 GPU-hours (Table 2)"),
+    dict(name="Llama 3.1 405B", year=2024, organisation="Meta", domain="language", parameters=405_000_000_000,
+         training_tokens=15_600_000_000_000, training_flop=3.8e25,
+         source="The Llama 3 Herd of Models, Llama Team, AI @ Meta, arXiv:2407.21783",
+         note="405B parameters pre-trained on 15.6T tokens with 3.8e25 FLOP (the paper's figures), on up to "
+              "16,384 H100 GPUs"),
+    dict(name="course GPT", year=2026, organisation="this course", domain="language", parameters=1_000_000,
+         training_tokens=2_000_000,
+         source="this course, chapters/06_practice_pretraining.ipynb",
+         note="this course: the planned size of the small GPT that chapter 06 pretrains on a laptop CPU "
+              "(about 1 million parameters, about 2 million tokens); chapter 06 prints its exact numbers"),
+]
+LARGE_MODELS_FILE = "large_models/large_models.csv"
+
+
+def large_models_rows() -> list[dict[str, object]]:
+    """The rows to write: checked, with 6·N·D filled in (and marked "estimated") where compute was not published."""
+    rows, names = [], set()
+    for entry in LARGE_MODELS:
+        row = {column: entry.get(column) for column in LARGE_MODELS_COLUMNS}
+        unknown = set(entry) - set(LARGE_MODELS_COLUMNS)
+        name = row["name"]
+        if unknown or not name or name in names or not row["source"] or not row["organisation"]:
+            raise SystemExit(f"large_models row {name!r}: unknown columns {sorted(unknown)}, or a missing/duplicate "
+                             "name, source or organisation")
+        names.add(name)
+        if not (isinstance(row["year"], int) and 1950 <= row["year"] <= 2100):
+            raise SystemExit(f"large_models row {name!r}: year {row['year']!r} is not a year")
+        for column in ("parameters", "training_tokens", "training_flop", "accelerator_hours"):
+            if row[column] is not None and not row[column] > 0:
+                raise SystemExit(f"large_models row {name!r}: {column} must be > 0 or None, got {row[column]!r}")
+        if row["parameters"] is None:
+            raise SystemExit(f"large_models row {name!r}: parameters are required")
+        if (row["accelerator"] is None) != (row["accelerator_hours"] is None):
+            raise SystemExit(f"large_models row {name!r}: give accelerator and accelerator_hours together")
+        if row["flop_kind"] is not None:
+            raise SystemExit(f"large_models row {name!r}: flop_kind is derived, do not enter it")
+        if row["training_flop"] is not None:
+            row["flop_kind"] = "published"
+        elif row["training_tokens"] is not None:
+            row["training_flop"] = float(6 * row["parameters"] * row["training_tokens"])  # the 6·N·D rule
+            row["flop_kind"] = "estimated"
+        rows.append(row)
+    years = [row["year"] for row in rows]
+    if years != sorted(years):
+        raise SystemExit("large_models rows must be in order of year")
+    return rows
+
+
+def _csv_cell(value: object) -> str:
+    """Empty for unknown, whole numbers as digits, FLOP counts in 3-significant-digit scientific notation."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def build_large_models(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """The table of well-known models (chapter 01), written from ``LARGE_MODELS`` above; nothing is fetched."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LARGE_MODELS_COLUMNS)
+    for row in large_models_rows():
+        writer.writerow([_csv_cell(row[column]) for column in LARGE_MODELS_COLUMNS])
+    write_atomically(out_dir / LARGE_MODELS_FILE, buffer.getvalue().encode("utf-8"))
+    return [LARGE_MODELS_FILE]
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths written, relative to out_dir
@@ -246,6 +403,7 @@ Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths 
 BUILDERS: dict[str, Builder] = {
     "mnist": build_mnist,
     "fashion_mnist": build_fashion_mnist,
+    "large_models": build_large_models,
 }
 
 

@@ -8,6 +8,8 @@ which file and how to get it back, instead of a strange error deep inside traini
     >>> images, labels = load_images("fashion_mnist")      # (60000, 28, 28) uint8, (60000,) int64
     >>> class_names("fashion_mnist")[labels[0]]
     'Ankle boot'
+    >>> load_table("large_models")[0]["name"]                # a table: one dict per row
+    'LeNet-5'
 
 Nothing here downloads anything: ``datasets/build.py`` rebuilds the files from the package
 registries they came from (see ``datasets/README.md``).
@@ -15,8 +17,10 @@ registries they came from (see ``datasets/README.md``).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +93,15 @@ REGISTRY: dict[str, DatasetEntry] = {
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         description="28x28 grey Zalando article images in 10 classes; the full 60000 train / 10000 test.",
         torchvision_class="FashionMNIST",
+    ),
+    "large_models": DatasetEntry(
+        name="large_models",
+        title="Well-known models: year, parameters, training tokens and compute",
+        files=("large_models/large_models.csv",),
+        source="compiled from the cited papers (rows kept in datasets/build.py)",
+        licence="CC0 1.0 (the compilation); the facts themselves are not copyrightable",
+        description="One row per model, LeNet-5 (1998) to Llama 3.1 (2024) and this course's GPT; "
+                    "training_flop is 'published' or 'estimated' as 6·N·D; each row cites its source.",
     ),
 }
 
@@ -249,3 +262,40 @@ def torchvision_dataset(
     verify(name)
     dataset_class = getattr(torchvision.datasets, entry.torchvision_class)
     return dataset_class(root=data_dir(), train=split == "train", download=False, transform=transform)
+
+
+# --------------------------------------------------------------------------- tables
+
+_INTEGER = re.compile(r"-?\d+")
+_DECIMAL = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _cell(text: str) -> str | int | float | None:
+    """A CSV cell as a Python value: "" -> None, "1998" -> 1998, "3.14e+23" -> 3.14e23, anything else a str."""
+    if text == "":
+        return None
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
+
+
+def load_table(name: str) -> list[dict[str, Any]]:
+    """A table dataset (one CSV file), checked first, as one dict per row: ``{column: value}``.
+
+    Empty cells become None, whole numbers int, other numbers float, the rest stays text::
+
+        >>> rows = load_table("large_models")
+        >>> gpt3 = next(row for row in rows if row["name"] == "GPT-3")
+        >>> gpt3["parameters"], gpt3["training_flop"], gpt3["flop_kind"]
+        (175000000000, 3.14e+23, 'published')
+    """
+    entry = _entry(name)
+    tables = [f for f in entry.files if f.endswith(".csv")]
+    if len(entry.files) != 1 or len(tables) != 1:
+        table_sets = [n for n, e in REGISTRY.items() if len(e.files) == 1 and e.files[0].endswith(".csv")]
+        raise ValueError(f"dataset {name!r} is not a table (one CSV file); tables: {', '.join(table_sets)}")
+    verify(name)
+    with open(data_dir() / tables[0], encoding="utf-8", newline="") as f:
+        return [{column: _cell(text) for column, text in row.items()} for row in csv.DictReader(f)]
