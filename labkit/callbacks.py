@@ -97,7 +97,9 @@ def _format_logs(logs: dict[str, float]) -> str:
 class ProgressBar(Callback):
     """One `tqdm` bar over all the steps of the run, showing the epoch and the latest loss.
 
-    In a terminal it also prints one line of results per epoch.
+    In a terminal it also prints one line of results per epoch. In a notebook the bar is a
+    widget while training runs, and becomes a plain line of text when it ends, so that the
+    saved notebook (on the web, say) shows the finished bar rather than a widget it cannot draw.
     """
 
     def __init__(self, refresh_every: int = 25) -> None:
@@ -105,10 +107,18 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
-        from tqdm.auto import tqdm
-
+        total = state.epochs * state.steps_per_epoch
         self.notebook = in_notebook()
-        self.bar = tqdm(total=state.epochs * state.steps_per_epoch, unit="step", dynamic_ncols=True)
+        if self.notebook:
+            from IPython.display import display
+            from tqdm.notebook import tqdm
+
+            self.bar = tqdm(total=total, unit="step", display=False)
+            self.handle = display(self.bar.container, display_id=True)
+        else:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
 
     def on_batch_end(self, state: FitState) -> None:
         self.bar.update(1)
@@ -121,7 +131,14 @@ class ProgressBar(Callback):
             self.bar.write(f"epoch {state.epoch + 1}/{state.epochs}  {_format_logs(state.history.last())}")
 
     def on_fit_end(self, state: FitState) -> None:
-        if self.bar is not None:
+        if self.bar is None:
+            return
+        if self.notebook:
+            self.bar.set_description(f"epoch {state.history.epochs}/{state.epochs}", refresh=False)
+            line = self.bar.format_meter(**{**self.bar.format_dict, "ncols": None, "postfix": None})
+            self.bar.close()
+            self.handle.update({"text/plain": line}, raw=True)
+        else:
             self.bar.close()
         if state.history.stop_reason and not self.notebook:
             print(f"stopped: {state.history.stop_reason}")

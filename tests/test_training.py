@@ -255,3 +255,25 @@ def test_history_plot_draws_the_curves():
     lines = [line for ax in figure.axes for line in ax.get_lines()]
     assert len(lines) >= 4  # train/val loss, train/val accuracy
     assert any(math.isclose(line.get_ydata()[-1], history["val_loss"][-1]) for line in lines)
+
+
+@pytest.mark.slow
+def test_in_a_notebook_fit_leaves_one_finished_bar_and_one_plot(tmp_path):
+    """Run fit in a real kernel: the live plot is one image updated in place (not one per epoch),
+    and the progress bar ends as a plain line of text that a saved notebook can show."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    source = (
+        "import torch, labkit\n"
+        "from torch import nn\n"
+        "from torch.utils.data import TensorDataset\n"
+        "x = torch.randn(256, 4); y = (x[:, 0] > 0).long(); data = TensorDataset(x, y)\n"
+        "history = labkit.fit(nn.Linear(4, 2), data, data, epochs=3, lr=0.05, batch_size=32, seed=0)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    outputs = notebook.cells[0].outputs
+    kinds = [sorted(o.get("data", {})) for o in outputs]
+    assert kinds == [["text/plain"], ["image/png", "text/plain"]], kinds
+    assert "100%" in outputs[0]["data"]["text/plain"] and "24/24" in outputs[0]["data"]["text/plain"]
