@@ -52,7 +52,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def supports_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 math is supported (and worth using) on `device`."""
+    """Whether bfloat16 math runs on `device` at all. On CPUs without native bf16 instructions it
+    runs but slowly: `labkit.doctor()` measures both and says which is faster."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type in ("cpu", "mps")

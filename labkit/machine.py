@@ -57,7 +57,7 @@ class DoctorReport:
 
     def __str__(self) -> str:
         lines = ["labkit doctor", "=" * 60]
-        lines += [f"{k:<22} {v}" for k, v in self.facts.items()]
+        lines += [f"{k:<24} {v}" for k, v in self.facts.items()]
         lines += ["-" * 60]
         for c in self.checks:
             mark = "✓" if c.ok else ("✗" if c.required else "!")
@@ -92,7 +92,8 @@ _MEASURED: dict[tuple[str, str], float] = {}
 
 def matmul_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024, seconds: float = 0.5) -> float:
     """Measured matrix-multiply speed in GFLOP/s: multiplies two (size, size) matrices for about
-    `seconds` and counts 2·size³ floating-point operations per product. Cached per process."""
+    `seconds` (in five windows, keeping the fastest) and counts 2·size³ floating-point operations
+    per product. Cached per process."""
     device = torch.device(device)
     key = (str(device), str(dtype))
     if key in _MEASURED:
@@ -108,17 +109,22 @@ def matmul_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch
 
     a @ b  # warm-up: the first call pays for kernel selection
     sync()
-    runs, start = 0, time.perf_counter()
-    while True:
-        a @ b
-        runs += 1
-        if runs % 4 == 0:
-            sync()
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                break
-    _MEASURED[key] = 2 * size**3 * runs / elapsed / 1e9
-    return _MEASURED[key]
+    # Several short windows, keeping the fastest: other programs can only slow a window down,
+    # so the fastest one is the fairest measure of what this device can do.
+    best = 0.0
+    for _ in range(5):
+        runs, start = 0, time.perf_counter()
+        while True:
+            a @ b
+            runs += 1
+            if runs % 2 == 0:
+                sync()
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds / 5:
+                    break
+        best = max(best, 2 * size**3 * runs / elapsed / 1e9)
+    _MEASURED[key] = best
+    return best
 
 
 def _required_packages() -> list[str]:
@@ -184,8 +190,7 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
     report.facts.update(
         {
             "platform": f"{platform.system()} {platform.machine()}",
-            "torch": f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'})",
-            "device": str(device),
+            "PyTorch build": f"CUDA {torch.version.cuda} (runs on CPUs too)" if torch.version.cuda else "CPU only",
             "CPU threads": f"{torch.get_num_threads()} used by torch, {os.cpu_count()} logical CPUs",
         }
     )
@@ -207,7 +212,7 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
     from .data import dataset_status
 
     for name, ok, message in dataset_status():
-        report.checks.append(Check(f"dataset {name}", ok, "present, checksums match" if ok else message.split("\n")[0], "" if ok else _dataset_fix(message)))
+        report.checks.append(Check(f"dataset {name}", ok, message.split("\n")[0], "" if ok else _dataset_fix(message)))
     return report
 
 
