@@ -12,7 +12,7 @@ PUBLIC: dict[str, str] = {
     # the machine
     "doctor": "machine", "get_device": "device", "seed_everything": "seed",
     # data
-    "load_images": "data", "torchvision_dataset": "data", "class_names": "data",
+    "load_images": "data", "torchvision_dataset": "data", "class_names": "data", "load_table": "data",
     # training
     "fit": "training", "evaluate": "training", "History": "training",
     "Callback": "callbacks", "ProgressBar": "callbacks", "LivePlot": "callbacks", "EarlyStopping": "callbacks",

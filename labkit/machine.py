@@ -192,6 +192,7 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
             "platform": f"{platform.system()} {platform.machine()}",
             "PyTorch build": f"CUDA {torch.version.cuda} (runs on CPUs too)" if torch.version.cuda else "CPU only",
             "CPU threads": f"{torch.get_num_threads()} used by torch, {os.cpu_count()} logical CPUs",
+            "memory (RAM)": _ram(),
         }
     )
     report.facts.update(_gpu_facts(device))
@@ -214,6 +215,15 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
     for name, ok, message in dataset_status():
         report.checks.append(Check(f"dataset {name}", ok, message.split("\n")[0], "" if ok else _dataset_fix(message)))
     return report
+
+
+def _ram() -> str:
+    """Total memory, where the operating system tells it (Linux, macOS)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return "unknown"
+    return f"{total / 2**30:.1f} GiB"
 
 
 def _dataset_fix(message: str) -> str:
