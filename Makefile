@@ -5,6 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
 
+# PyTorch's CPU threads spin while they wait for each other; when anything else runs on the
+# machine, that spinning made small training steps up to 80x slower here. Passive waiting
+# costs little on a quiet machine and keeps busy ones usable. (Kernels inherit it.)
+export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: lab test setup unit nbval browser notebooks doctor benchmark clean
 
 lab: $(STAMP)  ## open the course in JupyterLab

@@ -87,6 +87,7 @@ def _kernel_manager(kernel_name: str | None) -> Any:
 def _kernel_env() -> dict[str, str]:
     """The grader's environment, plus the folder holding this labkit so the kernel imports the same one."""
     env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's threads sleep, not spin, while waiting (see Makefile)
     root = str(Path(__file__).resolve().parent.parent)
     installed = {str(Path(p).resolve()) for k in ("purelib", "platlib") if (p := sysconfig.get_paths().get(k))}
     if root not in installed:

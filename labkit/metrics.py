@@ -333,7 +333,9 @@ def predict(
 
         device = get_device()
     device = torch.device(device)
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
+    from .training import make_loader  # here, not at the top: training imports this module
+
+    loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=False)
 
     first_param = next(model.parameters(), None)
     original_device = first_param.device if first_param is not None else None

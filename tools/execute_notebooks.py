@@ -10,6 +10,7 @@ notebook runs over budget (the notebook is then left as it was).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 300  # COURSE.md: every notebook runs top to bottom in at most 5 minutes on a 2-core CPU
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernels inherit it: see the Makefile
 
 
 def execute(path: Path, budget: float) -> float:
