@@ -179,8 +179,8 @@ def fit(
     train_loader = make_loader(train_data, batch_size, shuffle=True, generator=generator)
     val_loader = make_loader(val_data, max(batch_size, 256), shuffle=False) if val_data is not None else None
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
-    if metrics is None:
-        metrics = ("accuracy",) if loss_fn is None else ()
+    if metrics is None:  # accuracy for classification losses; none for, say, regression
+        metrics = ("accuracy",) if loss_fn is None or isinstance(loss_fn, nn.CrossEntropyLoss) else ()
     metric_fns = _metric_table(metrics)
     loss_fn = loss_fn or nn.functional.cross_entropy
 

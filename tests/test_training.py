@@ -240,6 +240,11 @@ def test_regression_with_a_custom_loss_has_no_accuracy():
     assert history["val_loss"][-1] < 1e-2
 
 
+def test_a_cross_entropy_module_as_loss_keeps_accuracy():
+    history = fit(mlp(), blobs(), epochs=1, lr=1e-2, batch_size=32, loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), verbose=False)
+    assert "train_accuracy" in history
+
+
 def test_verbose_run_in_a_script_prints_epoch_lines(capsys):
     fit(mlp(), blobs(), epochs=2, lr=1e-2, batch_size=64, verbose=True)
     captured = capsys.readouterr()
