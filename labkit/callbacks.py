@@ -118,7 +118,7 @@ class ProgressBar(Callback):
         else:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="step", mininterval=0.5)
 
     def on_batch_end(self, state: FitState) -> None:
         self.bar.update(1)
