@@ -8,13 +8,7 @@ from torch import nn
 from labkit import optimizers as mine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids thread hand-offs, which cost ~100x on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.py
 
 # name -> (labkit optimizer, its torch.optim twin)
 PAIRS = {

@@ -12,12 +12,7 @@ from labkit import optimizers
 from labkit.surfaces import SURFACES, Surface, plot_paths, plot_surface_3d, race, run_optimizer, surface_grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.py
 
 
 def test_the_promised_surfaces_exist():
