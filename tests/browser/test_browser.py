@@ -78,8 +78,13 @@ def _menu(page, menu: str, entry: str) -> None:
 
 def open_notebook(page, lab, name: str, timeout_s: float) -> None:
     """Open notebook `name` and wait until its kernel is connected and idle."""
-    page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded", timeout=timeout_s * 1000)
+    # "?reset": start from an empty workspace. The server remembers the notebooks earlier tests
+    # opened and would reopen them beside this one, where their cells would match our locators.
+    page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=timeout_s * 1000)
     page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    page.wait_for_timeout(500)  # let a restored workspace (if any) open its panels before counting them
+    panels = page.locator(".jp-NotebookPanel").count()
+    assert panels == 1, f"expected only {name} open in JupyterLab, found {panels} notebook panels"
     # Wait for "| Idle" in the status bar: before the kernel connects, Run All silently does nothing.
     page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle")).wait_for(timeout=timeout_s * 1000)
 
