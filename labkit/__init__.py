@@ -22,7 +22,7 @@ PUBLIC: dict[str, str] = {
     "classification_report": "metrics", "predict": "metrics",
     "plot_confusion_matrix": "plots", "show_images": "plots", "show_mistakes": "plots", "plot_history": "plots",
     # interaction and exercises
-    "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises",
+    "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises", "compare": "exercises",
 }
 
 __version__ = "0.1.0"

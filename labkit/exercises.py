@@ -40,7 +40,7 @@ import torch
 __all__ = [
     "Hint", "Exercise", "CheckResult", "Summary", "MIME_TYPE",
     "exercise", "register", "get_exercise", "chapter_exercises", "all_exercises",
-    "check", "summary", "close", "same_shape", "expect_tensor", "expect_callable",
+    "check", "summary", "compare", "close", "same_shape", "expect_tensor", "expect_callable",
 ]
 
 MIME_TYPE = "application/vnd.labkit.check+json"
@@ -463,6 +463,19 @@ def same_shape(tensor: Any, shape: Sequence[int | None], what: str = "your tenso
     fits = len(actual) == len(shape) and all(s is None or s == a for a, s in zip(actual, shape))
     if not fits:
         raise Hint(f"{what} should have shape {_shape_text(shape)}, got {_shape_text(actual)}")
+
+
+def compare(name: str, mine: torch.Tensor, theirs: torch.Tensor, atol: float = 1e-5) -> float:
+    """Print how far `mine` is from a reference such as PyTorch's result, and stop with an
+    AssertionError if the shapes differ or the largest absolute difference is above `atol`.
+
+    For a chapter's "by hand, then checked against torch" cells; returns the max abs difference.
+    """
+    assert mine.shape == theirs.shape, f"{name}: my shape {tuple(mine.shape)}, PyTorch's {tuple(theirs.shape)}"
+    diff = (mine - theirs).abs().max().item()
+    print(f"{name:<52} max abs diff {diff:.1e}  {'✓' if diff <= atol else '✗'}")
+    assert diff <= atol, f"{name}: differs from PyTorch by {diff:.2e}, more than the {atol:g} allowed"
+    return diff
 
 
 def close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4, what: str = "your answer") -> str:

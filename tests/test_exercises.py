@@ -263,3 +263,15 @@ def test_notebook_shows_each_result_once_with_its_json():
     assert payloads[3][0]["passed"] is False and "not done" in payloads[3][0]["message"]
     assert "text/html" in nb.cells[1].outputs[0]["data"]
     assert "0/3 passed" in nb.cells[5].outputs[0]["data"]["text/plain"]
+
+
+def test_compare_prints_the_difference_and_stops_when_too_far(capsys):
+    from labkit.exercises import compare
+
+    assert compare("same", torch.ones(3), torch.ones(3)) == 0.0
+    assert "max abs diff 0.0e+00  ✓" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="differs from PyTorch by 1.00e-01"):
+        compare("off", torch.zeros(2), torch.full((2,), 0.1))
+    assert "✗" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"my shape \(2,\), PyTorch's \(3,\)"):
+        compare("shape", torch.zeros(2), torch.zeros(3))
