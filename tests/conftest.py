@@ -1,8 +1,13 @@
 """Shared fixtures for the unit tests."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -13,3 +18,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def build_script():
+    """datasets/build.py, imported as a module (it is a script, not part of labkit)."""
+    spec = importlib.util.spec_from_file_location("datasets_build", REPO / "datasets" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

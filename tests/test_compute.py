@@ -3,7 +3,6 @@ table of well-known models it is checked against (datasets/large_models, labkit.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import math
 from pathlib import Path
 
@@ -183,14 +182,6 @@ def test_module_docstring_examples_run():
 @pytest.fixture(scope="module")
 def rows():
     return data.load_table("large_models")
-
-
-@pytest.fixture(scope="module")
-def build_script():
-    spec = importlib.util.spec_from_file_location("datasets_build", REPO / "datasets" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_table_columns_types_and_order(rows):

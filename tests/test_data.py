@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -210,14 +209,6 @@ def test_dataset_status_reports_problems_without_raising(copied_mnist):
 
 
 # --------------------------------------------------------------------------- the build script's pieces
-
-
-@pytest.fixture(scope="module")
-def build_script():
-    spec = importlib.util.spec_from_file_location("datasets_build", REPO / "datasets" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_build_writes_idx_that_labkit_reads_back(build_script, tmp_path):
