@@ -90,8 +90,17 @@ def _chain(methods: list[Callable[[Any], None]]) -> Callable[[Any], None]:
     return call_all
 
 
+# History keys that are bookkeeping, not results: left out of progress lines and metric panels.
+_NOT_METRICS = ("lr", "epoch_time", "step", "time", "tokens_per_s", "mfu")
+
+
 def _format_logs(logs: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("lr", "epoch_time"))
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in _NOT_METRICS)
+    if "step" in logs:
+        shown = f"step {int(logs['step'])}  " + shown
+    if logs.get("tokens_per_s", 0) > 0:  # a language-model run: its speed too
+        shown += f"  {logs['tokens_per_s']:,.0f} tok/s  MFU {logs['mfu']:.0%}"
+    return shown
 
 
 class ProgressBar(Callback):
@@ -107,34 +116,34 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
-        total = state.epochs * state.steps_per_epoch
+        total = getattr(state, "total_steps", 0) or state.epochs * state.steps_per_epoch
         self.notebook = in_notebook()
         if self.notebook:
             from IPython.display import display
             from tqdm.notebook import tqdm
 
-            self.bar = tqdm(total=total, unit="step", display=False)
+            self.bar = tqdm(total=total, initial=state.step, unit="step", display=False)
             self.handle = display(self.bar.container, display_id=True)
         else:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", mininterval=0.5)
+            self.bar = tqdm(total=total, initial=state.step, unit="step", mininterval=0.5)
 
     def on_batch_end(self, state: FitState) -> None:
         self.bar.update(1)
         if state.step % self.refresh_every == 0:
-            self.bar.set_description(f"epoch {state.epoch + 1}/{state.epochs}  loss {state.loss:.4f}", refresh=False)
+            self.bar.set_description(f"{state.period} {state.epoch + 1}/{state.epochs}  loss {state.loss:.4f}", refresh=False)
 
     def on_epoch_end(self, state: FitState) -> None:
         self.bar.set_postfix_str(_format_logs(state.history.last()), refresh=True)
         if not self.notebook:
-            self.bar.write(f"epoch {state.epoch + 1}/{state.epochs}  {_format_logs(state.history.last())}")
+            self.bar.write(f"{state.period} {state.epoch + 1}/{state.epochs}  {_format_logs(state.history.last())}")
 
     def on_fit_end(self, state: FitState) -> None:
         if self.bar is None:
             return
         if self.notebook:
-            self.bar.set_description(f"epoch {state.history.epochs}/{state.epochs}", refresh=False)
+            self.bar.set_description(f"{state.period} {state.history.epochs}/{state.epochs}", refresh=False)
             line = self.bar.format_meter(**{**self.bar.format_dict, "ncols": None, "postfix": None})
             self.bar.close()
             self.handle.update({"text/plain": line}, raw=True)
@@ -179,10 +188,11 @@ class LivePlot(Callback):
 
         fig = self.figure
         fig.clear()
-        n_panels = 2 if any(k not in ("lr", "epoch_time") and not k.endswith("loss") for k in state.history) else 1
+        shown = self.metrics if self.metrics is not None else [k for k in state.history if k not in _NOT_METRICS]
+        n_panels = 2 if any(not k.endswith("loss") for k in shown) else 1
         axes = fig.subplots(1, n_panels, squeeze=False)[0]
         draw_history(list(axes), state.history, metrics=self.metrics)
-        title = f"epoch {state.history.epochs}/{state.epochs}   " + _format_logs(state.history.last())
+        title = f"{state.period} {state.history.epochs}/{state.epochs}   " + _format_logs(state.history.last())
         if state.history.stop_reason:
             title += "\n(stopped: " + state.history.stop_reason.split(";")[0] + ")"
         fig.suptitle(title, fontsize=9)

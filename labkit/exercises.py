@@ -97,7 +97,7 @@ def register(ex: Exercise) -> Exercise:
     if match is None:
         raise ValueError(f"exercise id must look like '05.1' (chapter.number), got {ex.id!r}")
     module = getattr(ex.check, "__module__", "") or ""
-    module_match = re.fullmatch(r"labkit\.checks\.ch(\d{2})", module)
+    module_match = re.fullmatch(r"labkit\.checks\.ch(\d{2})[a-z]?", module)
     if module_match and module_match.group(1) != match.group(1):
         raise ValueError(f"exercise {ex.id} is defined in {module}; it belongs in labkit.checks.ch{match.group(1)}")
     old = _REGISTRY.get(ex.id)
@@ -125,11 +125,13 @@ def exercise(
 
 
 def _normalize_chapter(chapter: str | int) -> str:
+    """ "5" → "05"; a notebook of a split chapter keeps its letter: "6a" → "06a"."""
     if isinstance(chapter, int) and not isinstance(chapter, bool):
         return f"{chapter:02d}"
-    if isinstance(chapter, str) and re.fullmatch(r"\d{1,2}", chapter.strip()):
-        return f"{int(chapter):02d}"
-    raise ValueError(f"a chapter is a number like 5 or '05', got {chapter!r}")
+    match = re.fullmatch(r"(\d{1,2})([a-z]?)", chapter.strip()) if isinstance(chapter, str) else None
+    if match:
+        return f"{int(match.group(1)):02d}{match.group(2)}"
+    raise ValueError(f"a chapter is a number like 5 or '05' (or a notebook of a split chapter, like '06a'), got {chapter!r}")
 
 
 def _load_chapter(chapter: str) -> None:
@@ -144,20 +146,27 @@ def _load_chapter(chapter: str) -> None:
 
 
 def chapter_exercises(chapter: str | int) -> list[Exercise]:
-    """Every exercise of a chapter, in order ("05.1", "05.2", ...); [] if it has none."""
+    """Every exercise of a chapter, in order ("05.1", "05.2", ...); [] if it has none.
+
+    A split chapter's notebook ("06a") has the exercises defined in its own check module
+    (``labkit/checks/ch06a.py``); the chapter ("06") has them all."""
     chapter = _normalize_chapter(chapter)
     try:
         _load_chapter(chapter)
     except UnknownExercise:
         pass  # no check module; exercises may still have been registered by hand
-    found = [ex for ex in _REGISTRY.values() if ex.chapter == chapter]
+    if len(chapter) == 3:  # one notebook of a split chapter
+        module = f"labkit.checks.ch{chapter}"
+        found = [ex for ex in _REGISTRY.values() if getattr(ex.check, "__module__", "") == module]
+    else:
+        found = [ex for ex in _REGISTRY.values() if ex.chapter == chapter]
     return sorted(found, key=lambda ex: _sort_key(ex.id))
 
 
 def all_exercises() -> list[Exercise]:
     """Every exercise of every chapter (imports each labkit/checks/chNN.py)."""
     for info in pkgutil.iter_modules([str(_CHECKS_DIR)]):
-        if re.fullmatch(r"ch\d{2}", info.name):
+        if re.fullmatch(r"ch\d{2}[a-z]?", info.name):
             importlib.import_module(f"labkit.checks.{info.name}")
     return sorted(_REGISTRY.values(), key=lambda ex: _sort_key(ex.id))
 

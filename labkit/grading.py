@@ -252,7 +252,7 @@ def _exercise_columns(notebooks: list[Path], runs: list[NotebookRun]) -> list[st
     """Every exercise of every chapter the notebooks belong to (by file name "05_..." or by the checks run)."""
     from labkit.exercises import chapter_exercises
 
-    chapters = {m.group(1) for nb in notebooks if (m := re.match(r"(\d{2})_", nb.name))}
+    chapters = {m.group(1) for nb in notebooks if (m := re.match(r"(\d{2})[a-z]?_", nb.name))}
     for run in runs:
         chapters |= {m.group(1) for e in run.results if (m := re.fullmatch(r"(\d{2})\.\d+", e))}
     return [ex.id for chapter in sorted(chapters) for ex in chapter_exercises(chapter)]

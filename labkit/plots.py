@@ -420,7 +420,7 @@ def _draw_curves(ax: Axes, history: Mapping[str, Sequence[float]], name: str, li
         if key not in history or not len(history[key]):
             continue
         values = _as_floats(history[key])
-        x = range(1, len(values) + 1)
+        x = _as_floats(history["step"]) if "step" in history else range(1, len(values) + 1)
         marker = "o" if len(values) <= 30 else None
         shown_label = f"{label} {name}" if with_name and label != name else label
         ax.plot(x, values, color=colour, linestyle=linestyle, marker=marker, markersize=4, label=shown_label)
@@ -485,11 +485,14 @@ def draw_history(
             ax.text(0.5, 0.5, "no metrics recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
 
     for ax in axes[: 1 + len(groups)]:
-        ax.set_xlabel("epoch")
-        if epochs <= 1:  # one epoch (or none yet): a single tick at epoch 1
+        if "step" in history:  # a step-based run (train_lm): x is the optimizer step
+            ax.set_xlabel("step")
+        elif epochs <= 1:  # one epoch (or none yet): a single tick at epoch 1
+            ax.set_xlabel("epoch")
             ax.set_xlim(0.5, 1.5)
             ax.set_xticks([1])
         else:
+            ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if ax.get_lines():

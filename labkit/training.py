@@ -83,6 +83,7 @@ class FitState:
     loss: float = math.nan  # the last batch's loss
     stop: bool = False  # a callback sets this to end training after the current epoch
     logs: dict[str, float] = field(default_factory=dict)  # this epoch's results so far
+    period: str = "epoch"  # what one round of training is called in progress bars and plots
 
 
 def make_loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
