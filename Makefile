@@ -10,7 +10,7 @@ NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
 # costs little on a quiet machine and keeps busy ones usable. (Kernels inherit it.)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: lab test setup unit nbval browser notebooks doctor benchmark clean
+.PHONY: lab test setup unit nbval browser notebooks doctor benchmark checkpoints clean
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
@@ -46,6 +46,11 @@ doctor: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/fit_overhead.py
+	$(BIN)/python benchmarks/pretraining.py
+	$(BIN)/python benchmarks/kv_cache.py
+
+checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if there is one; resumes)
+	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char base_bpe
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

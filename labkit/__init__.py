@@ -21,6 +21,12 @@ PUBLIC: dict[str, str] = {
     "accuracy": "metrics", "confusion_matrix": "metrics", "precision_recall_f1": "metrics",
     "classification_report": "metrics", "predict": "metrics",
     "plot_confusion_matrix": "plots", "show_images": "plots", "show_mistakes": "plots", "plot_history": "plots",
+    # language models (chapter 06)
+    "load_text": "data", "load_poems": "data", "load_poem_info": "data", "load_reviews": "data", "gpt2_ranks_path": "data",
+    "CharTokenizer": "tokenizers", "BPETokenizer": "tokenizers", "gpt2_tokenizer": "tokenizers",
+    "compare_tokenizers": "tokenizers",
+    "GPT": "gpt", "GPTConfig": "gpt", "save_checkpoint": "gpt", "load_checkpoint": "gpt", "load_pretrained": "gpt",
+    "train_lm": "lm", "get_batch": "lm", "lm_loss": "lm", "estimate_loss": "lm", "SampleText": "lm",
     # interaction and exercises
     "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises", "compare": "exercises",
 }
