@@ -27,6 +27,12 @@ PUBLIC: dict[str, str] = {
     "compare_tokenizers": "tokenizers",
     "GPT": "gpt", "GPTConfig": "gpt", "save_checkpoint": "gpt", "load_checkpoint": "gpt", "load_pretrained": "gpt",
     "train_lm": "lm", "get_batch": "lm", "lm_loss": "lm", "estimate_loss": "lm", "SampleText": "lm",
+    # fine-tuning (chapter 07)
+    "freeze": "finetune", "unfreeze": "finetune", "parameter_counts": "finetune", "trainable_summary": "finetune",
+    "GPTClassifier": "finetune", "encode_batch": "finetune", "LoRALinear": "finetune", "apply_lora": "finetune",
+    "merge_lora": "finetune", "save_adapters": "finetune", "load_adapters": "finetune",
+    "format_prompt": "instruct", "collate_instructions": "instruct", "InstructionCollator": "instruct",
+    "instruction_loss": "instruct", "respond": "instruct", "exact_match": "instruct", "normalized_exact_match": "instruct",
     # interaction and exercises
     "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises", "compare": "exercises",
 }

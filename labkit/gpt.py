@@ -223,6 +223,11 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Token ids (B, T) → logits (B, T, vocab_size). With a ``cache``, idx holds only the new
         tokens and their positions continue after the ``len(cache)`` tokens already seen."""
+        return self.lm_head(self.hidden_states(idx, cache))  # (B, T, V)
+
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids (B, T) → the final hidden states (B, T, C): what lm_head reads (a classifier
+        reads them too)."""
         if idx.dim() != 2 or idx.is_floating_point():
             raise ValueError(
                 f"idx must hold integer token ids of shape (B, T), got {idx.dtype} of shape {tuple(idx.shape)}: "
@@ -248,7 +253,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(tok_emb + self.transformer.wpe(pos))  # (B, T, C) + (T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache.layers[i] if cache is not None else None)
-        return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        return self.transformer.ln_f(x)  # (B, T, C)
 
     # ------------------------------------------------------------------ size and cost
 
