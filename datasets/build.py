@@ -36,6 +36,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -849,6 +850,290 @@ def build_chinese_reviews(out_dir: Path, work_dir: Path, fetch: bool = False) ->
     return write_reviews(out_dir, "chinese_reviews", splits)
 
 
+# --------------------------------------------------------------------------- instruction tuning (chapter 07)
+
+# No package ships an instruction-tuning set, so the course makes one from its own data files with
+# templates: every record is {"instruction", "input", "output", "task", "lang"} (Alpaca's three
+# fields plus the task and the language). It is built from the files the builders above wrote, read
+# from the same output folder, so it depends on those files and on no registry package.
+INSTRUCTIONS_FOLDER = "instructions"
+INSTRUCTION_SPLITS = ("train", "val", "test")
+INSTRUCTION_FIELDS = ("instruction", "input", "output", "task", "lang")
+INSTRUCTION_COUNTS = {"train": 750, "val": 64, "test": 64}  # records per (task, language) in each split
+INSTRUCTION_SEED = "instructions"
+INSTRUCTION_SOURCES = (SHAKESPEARE_FILE, MOBY_FILE, TANG_POEMS_FILE,
+                       *(f"{name}/{split}.tsv" for name in ("rotten_tomatoes", "chinese_reviews")
+                         for split in REVIEW_SPLIT_ORDER))
+CHINESE_REVIEW_MAX_IN_INSTRUCTIONS = 100  # characters: keeps every record well inside a 256-token context
+CONTINUE_INPUT_CHARS = (150, 200)  # a "continue" passage is cut at the last word boundary in this range...
+CONTINUE_OUTPUT_CHARS = (60, 100)  # ...and its continuation likewise
+SPEECH_LINE_COUNTS = (1, 2, 3, 4, 5)  # answers of the English count_lines task, equally often
+SPEECH_MAX_CHARS = 300  # a count_lines speech, without its speaker line
+SPEAKER_PAIR_MAX_CHARS = 320  # the two speeches of a speaker question, speaker lines included
+# (characters per line, lines), equally often; in this order a quota's odd records go to (5, 4) and
+# (7, 8) first, so the answers 五 / 七 and 四 / 八 stay as even as the forms.
+POEM_FORMS = ((5, 4), (7, 8), (5, 8), (7, 4))
+CHINESE_NUMBERS = {4: "四", 5: "五", 7: "七", 8: "八"}
+
+# Templates: the wording varies, so the model has to read the instruction, not guess it from the input.
+INSTRUCTION_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sentiment", "en"): (
+        "Is this review positive or negative?",
+        "Is the following movie review positive or negative?",
+        "Classify the sentiment of this review as positive or negative.",
+        "Did the critic like the film? Answer positive or negative.",
+    ),
+    ("sentiment", "zh"): (
+        "这条评论是正面还是负面？",
+        "判断下面这条评论的情感：正面还是负面？",
+        "这位顾客的评价是正面的还是负面的？",
+        "请判断这条评论的态度（正面 / 负面）。",
+    ),
+    ("continue", "en"): (
+        "Continue this passage.",
+        "Continue the text.",
+        "Write what comes next.",
+        "Carry on from where this passage stops.",
+    ),
+    ("count_lines", "en"): (
+        "How many lines does this speech have?",
+        "Count the lines of this speech.",
+        "How many lines long is this passage? Answer with a number.",
+        "Give the number of lines in the text below.",
+    ),
+    ("count_lines", "zh"): (
+        "这首诗有几句？",
+        "数一数这首诗一共有几句。",
+        "这首诗共有多少句？用一个汉字回答。",
+        "下面这首诗有几句？",
+    ),
+    ("count_chars", "zh"): (
+        "这首诗每句几个字？",
+        "这首诗每一句有多少个字？",
+        "数一数这首诗每句的字数。",
+        "这是几言诗？每句几个字？",
+    ),
+    ("next_line", "zh"): (
+        "写一句{form}诗，接着这一句：",
+        "这句诗的下一句是什么？",
+        "请接出下一句（{form}）：",
+        "续写下一句诗：",
+    ),
+}
+# The speaker task asks for the first or for the second speaker: the same kind of input, two answers.
+SPEAKER_TEMPLATES: tuple[tuple[str, int], ...] = (
+    ("Who speaks first in this passage?", 0),
+    ("Name the first speaker.", 0),
+    ("Who speaks second in this passage?", 1),
+    ("Name the second speaker.", 1),
+)
+
+
+def instruction_key(*parts: object) -> str:
+    """The fixed 'random' order of the instruction set: sha256 of "instructions:part:part:...".
+
+    A hash, unlike a random generator, gives the same choices on any Python version.
+    """
+    return hashlib.sha256(":".join(map(str, (INSTRUCTION_SEED, *parts))).encode()).hexdigest()
+
+
+Option = TypeVar("Option")
+
+
+def pick(options: tuple[Option, ...], *parts: object) -> Option:
+    """One of ``options``, chosen by the hash of ``parts`` (the same parts always pick the same one)."""
+    return options[int(instruction_key("pick", *parts)[:8], 16) % len(options)]
+
+
+def cut_at_word(text: str, start: int, low: int, high: int, key: str) -> tuple[int, int]:
+    """(start, end) of a piece of ``text`` from ``start`` (skipping whitespace) of ``low``..``high`` characters.
+
+    The length is picked by ``key``; the piece ends at the last word boundary (a space or a newline)
+    it reaches, so no word is cut. Returns end == start when no boundary is far enough.
+    """
+    while start < len(text) and text[start].isspace():
+        start += 1
+    length = low + int(key[:8], 16) % (high - low + 1)
+    end = start + length
+    if end >= len(text):
+        return start, start
+    if not text[end].isspace():
+        end = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, (end if end - start >= low * 3 // 4 else start)
+
+
+def continue_pieces(text: str, starts: list[int], source: str, one_paragraph: bool) -> list[tuple[str, str]]:
+    """Non-overlapping (passage, continuation) pairs from ``text``, walking from start to end.
+
+    Each pair begins at the first usable position of ``starts`` (line or sentence starts) after the
+    previous pair; the passage is 150-200 characters, its continuation the next 60-100, both cut at
+    word boundaries. ``one_paragraph``: both must lie in one line (Moby-Dick's paragraphs are lines).
+    """
+    pieces, done = [], 0
+    for start in starts:
+        if start < done:
+            continue
+        key = instruction_key("continue", source, start)
+        a, b = cut_at_word(text, start, *CONTINUE_INPUT_CHARS, key)
+        c, d = cut_at_word(text, b, *CONTINUE_OUTPUT_CHARS, key[8:])
+        if a == b or c == d or (one_paragraph and "\n" in text[a:d]):
+            continue
+        pieces.append((text[a:b], text[c:d]))
+        done = d
+    return pieces
+
+
+def text_regions(text: str) -> dict[str, str]:
+    """The part of a corpus each split draws on: train from its train 90 %, val and test each from half
+    of its val 10 % (the first half val, the second test). The cut is ``labkit.data.text_split_point``'s."""
+    cut = len(text) - len(text) // 10
+    middle = cut + (len(text) - cut) // 2
+    return {"train": text[:cut], "val": text[cut:middle], "test": text[middle:]}
+
+
+def whole_speeches(region: str) -> list[list[str]]:
+    """The speeches of a piece of the Shakespeare file, each [speaker, line, ...], without the colon.
+
+    The first and last blocks are dropped: the region may cut them in half.
+    """
+    speeches = []
+    for block in region.split("\n\n")[1:-1]:
+        speaker, *lines = block.split("\n")
+        if speaker.endswith(":") and lines:
+            speeches.append([speaker[:-1], *lines])
+    return speeches
+
+
+def instruction_candidates(sources: dict[str, str], split: str) -> dict[tuple[str, str], dict[object, list[tuple]]]:
+    """Every possible record of one split, as {(task, lang): {class: [(input, output, template part)]}}.
+
+    The class is what the sample is balanced over (a label, an answer, a poem form); only this
+    split's part of each source is read, so no split sees another's text.
+    """
+    found: dict[tuple[str, str], dict[object, list[tuple]]] = {}
+
+    def add(task: str, lang: str, klass: object, input_text: str, output: str, extra: object = "") -> None:
+        found.setdefault((task, lang), {}).setdefault(klass, []).append((input_text, output, extra))
+
+    # sentiment: the matching split of each review set; balanced positive / negative
+    for name, lang, answers, max_chars in (("rotten_tomatoes", "en", ("negative", "positive"), None),
+                                           ("chinese_reviews", "zh", ("负面", "正面"),
+                                            CHINESE_REVIEW_MAX_IN_INSTRUCTIONS)):
+        for line in sources[f"{name}/{split}.tsv"].split("\n")[1:-1]:
+            label, text = line.split("\t", 1)
+            if max_chars is None or len(text) <= max_chars:
+                add("sentiment", lang, int(label), text, answers[int(label)])
+
+    # continue: passages of Shakespeare and Moby-Dick, half from each
+    shakespeare = text_regions(sources[SHAKESPEARE_FILE])[split]
+    moby = text_regions(sources[MOBY_FILE])[split]
+    line_starts = [m.end() for m in re.finditer(r"\n(?=\S)", shakespeare)]
+    sentence_starts = [m.start() for m in re.finditer(r"(?:(?<=\n)|(?<=[.!?] ))[A-Z“\"]", moby)]
+    for source, pieces in (("shakespeare", continue_pieces(shakespeare, line_starts, "shakespeare", False)),
+                           ("moby_dick", continue_pieces(moby, sentence_starts, "moby_dick", True))):
+        for passage, continuation in pieces:
+            add("continue", "en", source, passage, continuation)
+
+    # count_lines (English) and speaker: whole speeches of this split's part of the plays
+    speeches = whole_speeches(shakespeare)
+    for speaker, *lines in speeches:
+        speech = "\n".join(lines)
+        if len(lines) in SPEECH_LINE_COUNTS and len(speech) <= SPEECH_MAX_CHARS:
+            add("count_lines", "en", len(lines), speech, str(len(lines)))
+    i = 0
+    while i + 1 < len(speeches):  # consecutive pairs that share no speech
+        first, second = speeches[i], speeches[i + 1]
+        passage = "\n".join([first[0] + ":", *first[1:]]) + "\n\n" + "\n".join([second[0] + ":", *second[1:]])
+        if first[0] != second[0] and len(passage) <= SPEAKER_PAIR_MAX_CHARS:
+            template = pick(SPEAKER_TEMPLATES, "speaker", passage)
+            add("speaker", "en", template[1], passage, (first, second)[template[1]][0], template[0])
+            i += 2
+        else:
+            i += 1
+
+    # poems: train poems for train; the val poems (every 10th) alternate between val and test
+    poems = sources[TANG_POEMS_FILE].split("\n")[:-1]
+    if split == "train":
+        chosen = [poem for i, poem in enumerate(poems) if i % 10 != 9]
+    else:
+        chosen = [poem for i, poem in enumerate(poems) if i % 10 == 9][INSTRUCTION_SPLITS.index(split) - 1 :: 2]
+    for poem in chosen:
+        form = regular_form(poem)
+        chars, lines = form
+        add("count_lines", "zh", form, poem, CHINESE_NUMBERS[lines])
+        add("count_chars", "zh", form, poem, CHINESE_NUMBERS[chars])
+        add("next_line", "zh", form, poem[:chars], poem[chars + 1 : 2 * chars + 1], f"{CHINESE_NUMBERS[chars]}言")
+    return found
+
+
+def class_order(klass: object) -> tuple[int, str]:
+    """The order in which a task's classes get the odd records of a quota: poem forms as in
+    ``POEM_FORMS``, anything else (labels, answers, sources) by its text."""
+    return (POEM_FORMS.index(klass), "") if klass in POEM_FORMS else (-1, str(klass))
+
+
+def instruction_split(split: str, candidates: dict[tuple[str, str], dict[object, list[tuple]]],
+                      used: set[str]) -> list[dict[str, str]]:
+    """The records of one split: for each (task, language), ``INSTRUCTION_COUNTS[split]`` of them,
+    spread evenly over the classes, each class's candidates taken in hash order, skipping any input
+    already used (in this or another split). The split is then put in hash order, so tasks mix."""
+    records = []
+    for (task, lang), by_class in sorted(candidates.items()):
+        classes = sorted(by_class, key=class_order)
+        count = INSTRUCTION_COUNTS[split]
+        for n, klass in enumerate(classes):
+            quota = count // len(classes) + (n < count % len(classes))
+            ranked = sorted(by_class[klass], key=lambda c: instruction_key(split, task, lang, c[0]))
+            taken = 0
+            for input_text, output, extra in ranked:
+                if taken == quota:
+                    break
+                if input_text in used:
+                    continue
+                used.add(input_text)
+                taken += 1
+                if task == "speaker":
+                    instruction = extra
+                else:
+                    template = pick(INSTRUCTION_TEMPLATES[(task, lang)], task, lang, input_text)
+                    instruction = template.format(form=extra) if task == "next_line" else template
+                records.append(dict(instruction=instruction, input=input_text, output=output, task=task, lang=lang))
+            if taken < quota:
+                raise SystemExit(f"instructions {split}: only {taken} {task} ({lang}) records of class {klass!r}, "
+                                 f"{quota} wanted: lower INSTRUCTION_COUNTS or loosen the task's limits")
+    return sorted(records, key=lambda r: instruction_key(split, r["task"], r["lang"], r["input"]))
+
+
+def build_instructions(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """A small instruction-tuning set made by templates from the course's own data files.
+
+    Eight (task, language) pairs — sentiment (en, zh), continue (en), speaker (en), count_lines
+    (en, zh), count_chars (zh), next_line (zh) — 750 train / 64 val / 64 test records each, as
+    JSON Lines. Reads the files the other builders wrote into ``out_dir``; downloads nothing.
+    """
+    missing = [rel for rel in INSTRUCTION_SOURCES if not (out_dir / rel).is_file()]
+    if missing:
+        raise SystemExit(
+            f"instructions are made from the other datasets' files, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing in {out_dir}.\n"
+            "Build those first, in the same command (with --check too, which builds into an empty temp folder): "
+            "python datasets/build.py shakespeare moby_dick tang_poems rotten_tomatoes chinese_reviews instructions; "
+            "or restore the missing files with git checkout -- datasets/.")
+    sources = {rel: (out_dir / rel).read_text(encoding="utf-8") for rel in INSTRUCTION_SOURCES}
+    used: set[str] = set()
+    for split in ("test", "val", "train"):  # held-out splits pick first; train skips their inputs
+        records = instruction_split(split, instruction_candidates(sources, split), used)
+        rel = f"{INSTRUCTIONS_FOLDER}/{split}.jsonl"
+        lines = "".join(json.dumps({field: r[field] for field in INSTRUCTION_FIELDS}, ensure_ascii=False) + "\n"
+                        for r in records)
+        write_atomically(out_dir / rel, lines.encode("utf-8"))
+        tasks = sorted({(r["task"], r["lang"]) for r in records})
+        print(f"  {split}: {len(records)} records, {len(tasks)} (task, language) pairs")
+    return [f"{INSTRUCTIONS_FOLDER}/{split}.jsonl" for split in INSTRUCTION_SPLITS]
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths written, relative to out_dir
@@ -863,6 +1148,7 @@ BUILDERS: dict[str, Builder] = {
     "gpt2_bpe": build_gpt2_bpe,
     "rotten_tomatoes": build_rotten_tomatoes,
     "chinese_reviews": build_chinese_reviews,
+    "instructions": build_instructions,  # last: made from the files above
 }
 
 

@@ -23,6 +23,7 @@ PUBLIC: dict[str, str] = {
     "plot_confusion_matrix": "plots", "show_images": "plots", "show_mistakes": "plots", "plot_history": "plots",
     # language models (chapter 06)
     "load_text": "data", "load_poems": "data", "load_poem_info": "data", "load_reviews": "data", "gpt2_ranks_path": "data",
+    "load_instructions": "data",
     "CharTokenizer": "tokenizers", "BPETokenizer": "tokenizers", "gpt2_tokenizer": "tokenizers",
     "compare_tokenizers": "tokenizers",
     "GPT": "gpt", "GPTConfig": "gpt", "save_checkpoint": "gpt", "load_checkpoint": "gpt", "load_pretrained": "gpt",
