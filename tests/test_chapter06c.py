@@ -1,0 +1,188 @@
+"""Chapter 06c (sampling and the KV cache): its notebooks are wired to its checks, its widget is
+the one the browser test moves, and the checks accept other correct styles of answer while
+rejecting the classic mistakes.
+
+The notebooks themselves are executed by nbval (`make nbval`); these tests only read them.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit.checks import ch06c
+from labkit.exercises import chapter_exercises, check
+from labkit.gpt import filter_logits
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTER = REPO / "chapters" / "06c_sampling_and_kv_cache.ipynb"
+SOLUTIONS = REPO / "solutions" / "06c_sampling_and_kv_cache_solutions.ipynb"
+IDS = [ex.id for ex in chapter_exercises("06c")]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _code_cells(path: Path) -> list[str]:
+    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
+
+
+def test_chapter_has_exercises_06_6_to_06_8():
+    assert IDS == ["06.6", "06.7", "06.8"]
+
+
+def test_first_code_cell_seeds():
+    assert "labkit.seed_everything(0)" in _code_cells(CHAPTER)[0]
+    assert "labkit.seed_everything(0)" in _code_cells(SOLUTIONS)[0]
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
+    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
+    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
+    assert "raise NotImplementedError  # TODO" in cells[0]
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_solutions_answer_each_exercise(exercise_id):
+    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
+    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
+
+
+def test_solutions_end_by_asserting_every_check_passed():
+    last = _code_cells(SOLUTIONS)[-1]
+    assert 'summary("06c")' in last and "all_passed" in last and "assert" in last
+
+
+def test_result_assertions_keep_their_thresholds():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert "assert abs(loss - recorded) < 0.1" in source
+    assert "assert speedup > 1.5" in source
+    assert "assert measured_bytes == formula_bytes" in source
+    assert re.search(r"assert torch\.equal\(hf_greedy, our_greedy\)", source)
+    assert 'labkit.compare("logits: our GPT vs Hugging Face\'s GPT2LMHeadModel"' in source
+
+
+def test_one_widget_cell_is_tagged_for_the_browser_test_and_starts_with_temperature():
+    tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    source = "".join(tagged[0]["source"])
+    assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+    assert "widgets.interact(" in source
+    # the browser test moves the first slider: it must be the temperature, which redraws the bars
+    first_slider = re.search(r"(\w+)=widgets\.\w*Slider\(", source)
+    assert first_slider and first_slider.group(1) == "temperature"
+    function = re.search(r"widgets\.interact\(\s*(\w+)", source).group(1)
+    body = next(c for c in _code_cells(CHAPTER) if f"def {function}(" in c)
+    assert "plt.show()" in body, "the widget's function must redraw an image when a slider moves"
+
+
+def test_every_widget_cell_ignores_its_output():
+    for source in _code_cells(CHAPTER):
+        if "widgets.interact(" in source:
+            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+
+
+def test_chapter_loads_the_shipped_checkpoints_and_reads_nothing_from_the_network():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert '"shakespeare_char", "tang_char"' in source
+    assert "from_pretrained(" not in source, "the chapter runs offline: from_pretrained belongs in a markdown cell"
+
+
+@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
+def test_no_cell_is_longer_than_a_screen(path):
+    for cell in _cells(path):
+        assert len("".join(cell["source"]).splitlines()) <= 45, "".join(cell["source"])[:200]
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def test_filter_logits_of_labkit_passes_both_filter_checks():
+    """The chapter says filter_logits does what 06.6 and 06.7 ask: the checks must agree."""
+    assert check("06.6", lambda logits, k: filter_logits(logits, top_k=k), show=False).passed
+    assert check("06.7", lambda logits, p: filter_logits(logits, top_p=p), show=False).passed
+
+
+def test_top_k_check_accepts_a_sort_based_answer():
+    def top_k_filter(logits, k):
+        k = min(k, logits.shape[-1])
+        kth = logits.sort(dim=-1, descending=True).values[:, k - 1:k]
+        return torch.where(logits >= kth, logits, torch.tensor(float("-inf")))
+
+    assert check("06.6", top_k_filter, show=False).passed
+
+
+def test_top_p_check_accepts_keeping_every_tied_token_at_the_boundary():
+    assert check("06.7", ch06c._top_p_tie_inclusive, show=False).passed
+
+
+def test_top_p_check_accepts_a_loop_over_rows():
+    def top_p_filter(logits, p):
+        out = logits.clone()
+        for row in range(len(logits)):
+            probs = torch.softmax(logits[row], dim=0)
+            order = torch.argsort(probs, descending=True)
+            total = 0.0
+            for i in order.tolist():
+                if total >= p and p < 1:
+                    out[row, i] = float("-inf")
+                total += probs[i].item()
+        return out
+
+    assert check("06.7", top_p_filter, show=False).passed
+
+
+def test_top_p_rounding_mistake_gets_the_p_equals_one_hint():
+    message = check("06.7", ch06c._top_p_rounding, show=False).message
+    assert "p = 1" in message and "rounding" in message
+
+
+def test_top_k_tie_mistake_gets_the_tie_hint():
+    message = check("06.6", ch06c._top_k_exactly_k, show=False).message
+    assert "tied" in message
+
+
+def test_kv_cache_check_accepts_floats_and_numpy_numbers():
+    import numpy as np
+
+    assert check("06.8", lambda L, H, hs, T, B, b: float(2 * L * H * hs * T * B * b), show=False).passed
+    assert check("06.8", lambda L, H, hs, T, B, b: np.prod([2, L, H, hs, T, B, b], dtype=np.int64), show=False).passed
+    assert check("06.8", lambda L, H, hs, T, B, b: torch.tensor(2 * L * H * hs * T * B * b), show=False).passed
+
+
+def test_kv_cache_reference_matches_a_real_cache():
+    """The formula the check teaches counts exactly the bytes labkit's KVCache holds."""
+    from labkit.gpt import GPT, GPTConfig, KVCache
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("gpt-micro", vocab_size=11, n_layer=2)).eval()
+    cache = KVCache(model.config.n_layer)
+    with torch.no_grad():
+        model(torch.zeros(3, 20, dtype=torch.long), cache)
+    held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    c = model.config
+    assert held == ch06c._reference_kv_cache_bytes(c.n_layer, c.n_head, c.n_embd // c.n_head, 20, 3, 4)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_each_check_runs_in_under_a_second(exercise_id):
+    ex = next(e for e in chapter_exercises("06c") if e.id == exercise_id)
+    start = time.perf_counter()
+    assert check(exercise_id, ex.reference(), show=False).passed
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
+    ex = next(e for e in chapter_exercises("06c") if e.id == exercise_id)
+    torch.manual_seed(7)
+    expected = torch.randn(3)
+    torch.manual_seed(7)
+    assert check(exercise_id, ex.reference(), show=False).passed
+    assert torch.equal(torch.randn(3), expected)
