@@ -1,0 +1,194 @@
+"""Chapter 06b (pretraining a GPT): its notebooks are wired to its checks, the checks agree with
+labkit's own training code and accept other correct styles of answer, and they leave the
+notebook's random stream alone.
+
+The notebooks themselves are executed by nbval (`make nbval`); these tests only read them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labkit.checks import ch06b
+from labkit.exercises import chapter_exercises, check
+from labkit.gpt import GPT, GPTConfig
+from labkit.lm import configure_optimizer, lr_at
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTER = REPO / "chapters" / "06b_pretraining.ipynb"
+SOLUTIONS = REPO / "solutions" / "06b_pretraining_solutions.ipynb"
+IDS = [ex.id for ex in chapter_exercises("06b")]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _code_cells(path: Path) -> list[str]:
+    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
+
+
+def test_the_notebook_has_exercises_06_4_and_06_5():
+    assert IDS == ["06.4", "06.5"]
+
+
+def test_first_code_cell_seeds_and_offers_a_full_run():
+    first = _code_cells(CHAPTER)[0]
+    assert "labkit.seed_everything(0)" in first
+    assert re.search(r"^FULL_RUN = False\b", first, re.MULTILINE)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
+    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
+    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
+    assert "raise NotImplementedError  # TODO" in cells[0]
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_solutions_answer_each_exercise(exercise_id):
+    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
+    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
+
+
+def test_solutions_end_by_asserting_every_check_passed():
+    last = _code_cells(SOLUTIONS)[-1]
+    assert 'summary("06b")' in last and "all_passed" in last and "assert" in last
+
+
+def test_result_assertions_keep_their_thresholds():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert re.search(r"assert shakespeare_val <= 1\.9\b", source)
+    assert re.search(r"assert abs\(untrained_loss - math\.log\(V\)\) < 0\.1\b", source)
+    assert re.search(r"assert len\(real_speakers\) >= 2 and real_words >= 0\.6\b", source)
+    assert re.search(r"assert tang_val <= 5\.9\b", source)
+    assert re.search(r"assert regular >= 0\.8\b", source)
+    assert 'assert resumed[key] == straight[key]' in source
+    assert "assert same," in source  # the loop written out ends with train_lm's weights
+
+
+def test_default_run_lengths_are_the_tuned_ones():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert re.search(r"^STEPS = \d+ if FULL_RUN else 1500$", source, re.MULTILINE)
+    assert re.search(r"^TANG_STEPS = \d+ if FULL_RUN else 800$", source, re.MULTILINE)
+
+
+def test_exactly_one_browser_test_cell_whose_first_slider_redraws_a_figure():
+    tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    source = "".join(tagged[0]["source"])
+    assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+    assert "widgets.interact(" in source and "plt.show()" in source
+    first_slider = re.search(r"\w+=widgets\.(\w+)\(", source)
+    assert first_slider and first_slider.group(1) == "FloatLogSlider"  # the learning rate comes first
+
+
+def test_widget_and_training_cells_are_marked_for_nbval():
+    for source in _code_cells(CHAPTER):
+        shows_widgets = "widgets.interact(" in source or ("train_lm(" in source and "verbose=False" not in source)
+        if shows_widgets:
+            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:200]
+
+
+@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
+def test_no_cell_is_longer_than_a_screen(path):
+    for cell in _cells(path):
+        assert len("".join(cell["source"]).splitlines()) <= 45, "".join(cell["source"])[:200]
+
+
+# --------------------------------------------------------------------------- the checks agree with labkit
+
+
+def test_lr_check_reference_is_labkits_schedule():
+    for max_lr, warmup, total, min_lr in ch06b._SCHEDULES + [(6e-4, 2000, 60000, 6e-5)]:
+        for step in list(range(0, total + 3, max(1, total // 97))) + [warmup - 1, warmup, total - 1, total]:
+            if step < 0:
+                continue
+            ours = ch06b._reference_lr_schedule(step, max_lr, warmup, total, min_lr)
+            assert math.isclose(ours, lr_at(step, max_lr=max_lr, total_steps=total, warmup_steps=warmup, min_lr=min_lr))
+
+
+@pytest.mark.parametrize("model", [
+    GPT(GPTConfig.preset("gpt-micro", vocab_size=11)),
+    GPT(GPTConfig.preset("char-tiny", vocab_size=69)),
+    nn.Sequential(nn.Embedding(7, 6), nn.Linear(6, 6, bias=False), nn.LayerNorm(6, bias=False), nn.Linear(6, 3)),
+], ids=["gpt-micro", "char-tiny", "plain"])
+def test_weight_decay_check_expects_configure_optimizers_groups(model):
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    groups = configure_optimizer(model, lr=1e-3).param_groups
+    decay = {name_of[id(p)] for p in groups[0]["params"]}
+    no_decay = {name_of[id(p)] for p in groups[1]["params"]}
+    assert groups[0]["weight_decay"] > 0 and groups[1]["weight_decay"] == 0
+    assert ch06b._expected_groups(model) == (decay, no_decay)
+
+
+# --------------------------------------------------------------------------- other correct styles
+
+
+def _lr_schedule_with_torch(step, max_lr, warmup, total, min_lr):
+    if step < warmup:
+        return torch.tensor(max_lr * (step + 1) / warmup)
+    progress = torch.tensor(min(1.0, (step - warmup) / max(1, total - warmup)), dtype=torch.float64)
+    return min_lr + 0.5 * (1 + torch.cos(torch.pi * progress)) * (max_lr - min_lr)  # a 0-d tensor
+
+
+def _lr_schedule_with_numpy(step, max_lr, warmup, total, min_lr):
+    warm = max_lr * (step + 1) / warmup if warmup else max_lr
+    progress = np.clip((step - warmup) / max(1, total - warmup), 0.0, 1.0)
+    decayed = min_lr + 0.5 * (1 + np.cos(np.pi * progress)) * (max_lr - min_lr)
+    return np.where(step < warmup, warm, decayed)[()]  # a NumPy float
+
+
+@pytest.mark.parametrize("answer", [_lr_schedule_with_torch, _lr_schedule_with_numpy], ids=["torch", "numpy"])
+def test_lr_check_accepts_other_correct_styles(answer):
+    result = check("06.4", answer, show=False)
+    assert result.passed, result.message
+
+
+def _groups_as_sets_with_ndim(model):
+    params = dict(model.named_parameters())
+    return {n for n, p in params.items() if p.ndim > 1}, {n for n, p in params.items() if p.ndim <= 1}
+
+
+def _groups_from_the_optimizer(model):
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    groups = configure_optimizer(model, lr=1e-3).param_groups
+    return tuple([name_of[id(p)] for p in group["params"]] for group in groups)
+
+
+@pytest.mark.parametrize("answer", [_groups_as_sets_with_ndim, _groups_from_the_optimizer], ids=["sets", "optimizer"])
+def test_weight_decay_check_accepts_other_correct_styles(answer):
+    result = check("06.5", answer, show=False)
+    assert result.passed, result.message
+
+
+def test_lr_check_rejects_a_rate_in_the_wrong_unit():
+    result = check("06.4", lambda step, max_lr, warmup, total, min_lr: 1000 * lr_at(
+        step, max_lr=max_lr, total_steps=total, warmup_steps=warmup, min_lr=min_lr), show=False)
+    assert not result.passed and "should be" in result.message
+
+
+def test_weight_decay_check_names_the_missing_parameter():
+    def forgets_the_last(model):
+        decay, no_decay = ch06b._reference_weight_decay_groups(model)
+        return decay, no_decay[:-1]
+
+    result = check("06.5", forgets_the_last, show=False)
+    assert not result.passed and "is in neither list" in result.message
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
+    ex = next(e for e in chapter_exercises("06b") if e.id == exercise_id)
+    torch.manual_seed(7)
+    expected = torch.randn(3)
+    torch.manual_seed(7)
+    assert check(exercise_id, ex.reference(), show=False).passed
+    assert torch.equal(torch.randn(3), expected)
