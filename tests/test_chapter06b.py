@@ -76,7 +76,7 @@ def test_result_assertions_keep_their_thresholds():
 
 def test_default_run_lengths_are_the_tuned_ones():
     source = "\n".join(_code_cells(CHAPTER))
-    assert re.search(r"^STEPS = \d+ if FULL_RUN else 1500$", source, re.MULTILINE)
+    assert re.search(r"^STEPS = \d+ if FULL_RUN else 1200$", source, re.MULTILINE)
     assert re.search(r"^TANG_STEPS = \d+ if FULL_RUN else 800$", source, re.MULTILINE)
 
 
