@@ -5,7 +5,6 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 
 from labkit.checks import ch06a
 from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import GPT, GPTConfig
 from labkit.tokenizers import merge as labkit_merge
 
@@ -22,14 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06a_tokens_and_attention.ipynb"
 SOLUTIONS = REPO / "solutions" / "06a_tokens_and_attention_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06a")]
-
-
-def _cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
-
-
-def _code_cells(path: Path) -> list[str]:
-    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
 
 
 def test_notebook_has_exercises_06_1_to_06_3_and_only_those():

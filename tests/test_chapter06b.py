@@ -6,7 +6,6 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 
 from labkit.checks import ch06b
 from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import GPT, GPTConfig
 from labkit.lm import configure_optimizer, lr_at
 
@@ -25,14 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06b_pretraining.ipynb"
 SOLUTIONS = REPO / "solutions" / "06b_pretraining_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06b")]
-
-
-def _cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
-
-
-def _code_cells(path: Path) -> list[str]:
-    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
 
 
 def test_the_notebook_has_exercises_06_4_and_06_5():

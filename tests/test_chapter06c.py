@@ -6,7 +6,6 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -16,20 +15,13 @@ import torch
 
 from labkit.checks import ch06c
 from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import filter_logits
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06c_sampling_and_kv_cache.ipynb"
 SOLUTIONS = REPO / "solutions" / "06c_sampling_and_kv_cache_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06c")]
-
-
-def _cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
-
-
-def _code_cells(path: Path) -> list[str]:
-    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
 
 
 def test_chapter_has_exercises_06_6_to_06_8():

@@ -7,7 +7,6 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from pathlib import Path
@@ -18,20 +17,13 @@ from torch import nn
 
 from labkit.checks import ch07a
 from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.finetune import freeze, parameter_counts, unfreeze
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "07a_transfer_learning.ipynb"
 SOLUTIONS = REPO / "solutions" / "07a_transfer_learning_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("07a")]
-
-
-def _cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
-
-
-def _code_cells(path: Path) -> list[str]:
-    return ["".join(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code"]
 
 
 def test_notebook_has_exercises_07_1_to_07_3_and_only_those():
