@@ -32,6 +32,7 @@ PUBLIC: dict[str, str] = {
     "freeze": "finetune", "unfreeze": "finetune", "parameter_counts": "finetune", "trainable_summary": "finetune",
     "GPTClassifier": "finetune", "encode_batch": "finetune", "LoRALinear": "finetune", "apply_lora": "finetune",
     "merge_lora": "finetune", "save_adapters": "finetune", "load_adapters": "finetune",
+    "training_memory": "finetune",
     "format_prompt": "instruct", "collate_instructions": "instruct", "InstructionCollator": "instruct",
     "instruction_loss": "instruct", "respond": "instruct", "exact_match": "instruct", "normalized_exact_match": "instruct",
     # interaction and exercises

@@ -43,6 +43,7 @@ __all__ = [
     "trainable_summary",
     "GPTClassifier",
     "encode_batch",
+    "training_memory",
     "LoRALinear",
     "apply_lora",
     "merge_lora",
@@ -175,8 +176,9 @@ class GPTClassifier(nn.Module):
     - "last": the hidden state of the row's last real token — the only one that has read the whole text;
     - "mean": the mean over the row's real tokens.
 
-    A row's real tokens run up to its last token that is not ``pad_id``. The GPT's LM head is
-    not used (with weight tying it costs no extra parameters).
+    A row's real tokens run up to its last token that is not ``pad_id``. Columns that hold only
+    padding are cut off before the GPT runs, so a batch costs what its longest text costs. The
+    GPT's LM head is not used (with weight tying it costs no extra parameters).
     """
 
     def __init__(self, gpt: GPT, num_classes: int, pad_id: int, pooling: str = "last") -> None:
@@ -212,6 +214,7 @@ class GPTClassifier(nn.Module):
             raise ValueError(
                 f"row {row} holds only padding (pad_id={self.pad_id}): every text needs at least one token"
             )
+        idx = idx[:, : int(lengths.max())]  # columns of padding only: dropping them changes nothing, costs less
         hidden = gpt_hidden_states(self.gpt, idx)  # (B, T, C)
         if self.pooling == "last":
             pooled = hidden[torch.arange(idx.shape[0], device=idx.device), lengths - 1]  # (B, C)
@@ -245,6 +248,53 @@ def encode_batch(tokenizer: Any, texts: Sequence[str], block_size: int, pad_id: 
     for i, row in enumerate(rows):
         batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return batch
+
+
+def training_memory(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any = None, optimizer_states: int = 2,
+) -> dict[str, int]:
+    """Bytes one training step of ``model`` on the batch (x, y) holds, part by part:
+
+    - "weights": every parameter (trained or frozen: the forward pass needs them all);
+    - "gradients": one gradient per trainable parameter;
+    - "optimizer": ``optimizer_states`` numbers per trainable parameter (Adam/AdamW keep 2, SGD
+      with momentum 1, plain SGD 0);
+    - "activations": what autograd keeps from the forward pass for the backward pass, measured on
+      this batch by running it (tensors that are parameters are not counted again);
+    - "total": their sum.
+
+    Frozen parameters cost their weights only; and where nothing before a layer trains, autograd
+    keeps nothing for it, which is why training only a head or LoRA adapters uses less memory.
+    The model's gradients are left as they were (None). ``loss_fn(model(x), y)`` defaults to cross-entropy.
+    """
+    if isinstance(optimizer_states, bool) or not isinstance(optimizer_states, int) or optimizer_states < 0:
+        raise ValueError(f"optimizer_states must be a whole number ≥ 0 (Adam keeps 2), got {optimizer_states!r}")
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("nothing in this model trains (every parameter has requires_grad=False): "
+                         "unfreeze something first")
+    parameter_storages = {p.untyped_storage().data_ptr() for p in params}
+    saved: dict[int, int] = {}  # storage address → bytes, so views of one tensor count once
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in parameter_storages:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(model(x), y)
+    del loss  # the graph (and what it saved) is freed without a backward pass
+    sizes = {
+        "weights": sum(p.numel() * p.element_size() for p in params),
+        "gradients": sum(p.numel() * p.element_size() for p in trainable),
+        "optimizer": optimizer_states * sum(p.numel() * p.element_size() for p in trainable),
+        "activations": sum(saved.values()),
+    }
+    sizes["total"] = sum(sizes.values())
+    return sizes
 
 
 # ====================================================================== LoRA

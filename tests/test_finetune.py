@@ -20,6 +20,7 @@ from labkit.finetune import (
     parameter_counts,
     save_adapters,
     trainable_summary,
+    training_memory,
     unfreeze,
 )
 from labkit.gpt import GPT, GPTConfig
@@ -292,3 +293,58 @@ def test_loading_adapters_with_other_settings_fails_clearly(tmp_path):
         save_adapters(tiny_gpt(), tmp_path / "b.safetensors")
     with pytest.raises(FileNotFoundError):
         load_adapters(gpt, tmp_path / "missing.safetensors")
+
+
+# --------------------------------------------------------------------------- memory of a training step
+
+
+def test_training_memory_counts_weights_gradients_adam_and_saved_activations():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
+    x, y = torch.randn(8, 10), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    sizes = training_memory(model, x, y)
+    n = sum(p.numel() for p in model.parameters())
+    assert sizes["weights"] == sizes["gradients"] == 4 * n
+    assert sizes["optimizer"] == 2 * 4 * n
+    # saved for backward: x (8×10, for the first weight's gradient), the ReLU's output (8×20, saved by
+    # the ReLU and by the second layer: one tensor, counted once), the log-softmax (8×3), the targets
+    # (8 int64) and the loss's divisor (one float); the weights the layers save are not counted again
+    assert sizes["activations"] == 4 * (8 * 10 + 8 * 20 + 8 * 3) + 8 * 8 + 4
+    assert sizes["total"] == sum(v for k, v in sizes.items() if k != "total")
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_training_memory_shrinks_when_the_body_is_frozen():
+    classifier = GPTClassifier(tiny_gpt(), num_classes=2, pad_id=0)
+    x, y = ids(4, 12), torch.tensor([0, 1, 1, 0])
+    full = training_memory(classifier, x, y)
+    freeze(classifier, "gpt")
+    head_only = training_memory(classifier, x, y)
+    assert head_only["weights"] == full["weights"]
+    assert head_only["gradients"] == 4 * (16 * 2 + 2)
+    assert head_only["activations"] < full["activations"] / 10  # nothing before the head is kept
+    apply_lora(classifier, targets=("c_attn",), rank=2, alpha=4)
+    unfreeze(classifier, "head")
+    lora = training_memory(classifier, x, y, optimizer_states=0)
+    assert lora["optimizer"] == 0 and head_only["activations"] < lora["activations"]
+
+
+def test_training_memory_needs_something_to_train():
+    model = nn.Linear(3, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing in this model trains"):
+        training_memory(model, torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+def test_classifier_cuts_columns_of_padding_without_changing_logits():
+    classifier = GPTClassifier(tiny_gpt(), num_classes=3, pad_id=0).eval()
+    x = ids(3, 10, high=299) + 1
+    x[0, 6:] = 0
+    x[1, 4:] = 0
+    x[2, 7:] = 0
+    padded = torch.cat([x, torch.zeros(3, 20, dtype=torch.long)], dim=1)  # 30 columns, 23 of them padding
+    seen = []
+    handle = classifier.gpt.transformer.wte.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(padded), classifier(x))
+    handle.remove()
+    assert seen == [(3, 7), (3, 7)]
