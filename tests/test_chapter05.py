@@ -9,7 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,24 +42,6 @@ def test_first_code_cell_seeds_and_offers_a_full_run():
     assert re.search(r"^FULL_RUN = False\b", first, re.MULTILINE)
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
-    assert "raise NotImplementedError  # TODO" in cells[0]
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_solutions_answer_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
-
-
-def test_solutions_end_by_asserting_every_check_passed():
-    last = _code_cells(SOLUTIONS)[-1]
-    assert 'summary("05")' in last and "all_passed" in last and "assert" in last
-
-
 def test_result_assertions_keep_their_thresholds():
     source = "\n".join(_code_cells(CHAPTER))
     assert re.search(r"assert cnn_mnist_acc >= 0\.98\b", source)
@@ -74,12 +55,6 @@ def test_widget_cell_is_marked_for_nbval_and_shows_the_panel():
     assert cell.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
     assert cell.rstrip().splitlines()[-1].strip() == "panel"  # shown by Run All
     assert "panel.train(" not in "\n".join(_code_cells(CHAPTER)), "the browser test expects an untrained panel"
-
-
-@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
-def test_no_cell_is_longer_than_a_screen(path):
-    for source in _all_cells(path):
-        assert len(source.splitlines()) <= 45, source[:200]
 
 
 # --------------------------------------------------------------------------- the checks
@@ -136,11 +111,3 @@ def test_class_scores_check_accepts_tensors():
     assert check("05.5", class_scores, show=False).passed
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
-    ex = next(e for e in chapter_exercises("05") if e.id == exercise_id)
-    torch.manual_seed(7)
-    expected = torch.randn(3)
-    torch.manual_seed(7)
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert torch.equal(torch.randn(3), expected)

@@ -5,10 +5,8 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -37,24 +35,6 @@ def test_no_development_leftovers():
         assert "DEVELOPMENT ONLY" not in "\n".join(_code_cells(path)), f"{path.name} still points at a development setting"
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
-    assert "raise NotImplementedError  # TODO" in cells[0]
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_solutions_answer_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
-
-
-def test_solutions_end_by_asserting_every_check_passed():
-    last = _code_cells(SOLUTIONS)[-1]
-    assert 'summary("06a")' in last and "all_passed" in last and "assert" in last
-
-
 def test_exactly_one_browser_test_cell_and_it_redraws_a_figure_from_sliders():
     tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
@@ -63,19 +43,6 @@ def test_exactly_one_browser_test_cell_and_it_redraws_a_figure_from_sliders():
     first_control = source.index("widgets.")
     assert source[first_control:].startswith("widgets.IntSlider"), "the first control must be a slider"
     assert "plt.show()" in source and "interact(" in source
-
-
-def test_widget_cells_are_marked_for_nbval():
-    for source in _code_cells(CHAPTER):
-        if "interact(" in source or "widgets.VBox" in source:
-            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:120]
-
-
-@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
-def test_no_cell_is_longer_than_a_screen(path):
-    for cell in _cells(path):
-        source = "".join(cell["source"])
-        assert len(source.splitlines()) <= 45, source[:200]
 
 
 def test_chapter_loads_the_shipped_shakespeare_model():
@@ -144,25 +111,6 @@ def test_parameter_count_check_accepts_a_sum_over_parts_and_numpy_style_numbers(
     assert check("06.3", by_parts, show=False).passed
     assert check("06.3", lambda *a: float(by_parts(*a)), show=False).passed
     assert check("06.3", lambda *a: torch.tensor(by_parts(*a)), show=False).passed
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_each_check_runs_in_well_under_a_second(exercise_id):
-    ex = next(e for e in chapter_exercises("06a") if e.id == exercise_id)
-    check(exercise_id, ex.reference(), show=False)  # warm up (imports)
-    start = time.perf_counter()
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert time.perf_counter() - start < 1.0
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
-    ex = next(e for e in chapter_exercises("06a") if e.id == exercise_id)
-    torch.manual_seed(7)
-    expected = torch.randn(3)
-    torch.manual_seed(7)
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert torch.equal(torch.randn(3), expected)
 
 
 def test_hints_name_the_mistake():

@@ -37,24 +37,6 @@ def test_first_code_cell_seeds_and_offers_a_full_run():
     assert re.search(r"^FULL_RUN = False\b", first, re.MULTILINE)
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
-    assert "raise NotImplementedError  # TODO" in cells[0]
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_solutions_answer_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
-
-
-def test_solutions_end_by_asserting_every_check_passed():
-    last = _code_cells(SOLUTIONS)[-1]
-    assert 'summary("06b")' in last and "all_passed" in last and "assert" in last
-
-
 def test_result_assertions_keep_their_thresholds():
     source = "\n".join(_code_cells(CHAPTER))
     assert re.search(r"assert shakespeare_val <= 1\.9\b", source)
@@ -87,12 +69,6 @@ def test_widget_and_training_cells_are_marked_for_nbval():
         shows_widgets = "widgets.interact(" in source or ("train_lm(" in source and "verbose=False" not in source)
         if shows_widgets:
             assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:200]
-
-
-@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
-def test_no_cell_is_longer_than_a_screen(path):
-    for cell in _cells(path):
-        assert len("".join(cell["source"]).splitlines()) <= 45, "".join(cell["source"])[:200]
 
 
 # --------------------------------------------------------------------------- the checks agree with labkit
@@ -176,11 +152,3 @@ def test_weight_decay_check_names_the_missing_parameter():
     assert not result.passed and "is in neither list" in result.message
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
-    ex = next(e for e in chapter_exercises("06b") if e.id == exercise_id)
-    torch.manual_seed(7)
-    expected = torch.randn(3)
-    torch.manual_seed(7)
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert torch.equal(torch.randn(3), expected)

@@ -7,10 +7,8 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from labkit.checks import ch06c
@@ -31,24 +29,6 @@ def test_chapter_has_exercises_06_6_to_06_8():
 def test_first_code_cell_seeds():
     assert "labkit.seed_everything(0)" in _code_cells(CHAPTER)[0]
     assert "labkit.seed_everything(0)" in _code_cells(SOLUTIONS)[0]
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_chapter_has_a_stub_and_a_check_for_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in the chapter"
-    assert "raise NotImplementedError  # TODO" in cells[0]
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_solutions_answer_each_exercise(exercise_id):
-    cells = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
-    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
-
-
-def test_solutions_end_by_asserting_every_check_passed():
-    last = _code_cells(SOLUTIONS)[-1]
-    assert 'summary("06c")' in last and "all_passed" in last and "assert" in last
 
 
 def test_result_assertions_keep_their_thresholds():
@@ -74,22 +54,10 @@ def test_one_widget_cell_is_tagged_for_the_browser_test_and_starts_with_temperat
     assert "plt.show()" in body, "the widget's function must redraw an image when a slider moves"
 
 
-def test_every_widget_cell_ignores_its_output():
-    for source in _code_cells(CHAPTER):
-        if "widgets.interact(" in source:
-            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
-
-
 def test_chapter_loads_the_shipped_checkpoints_and_reads_nothing_from_the_network():
     source = "\n".join(_code_cells(CHAPTER))
     assert '"shakespeare_char", "tang_char"' in source
     assert "from_pretrained(" not in source, "the chapter runs offline: from_pretrained belongs in a markdown cell"
-
-
-@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
-def test_no_cell_is_longer_than_a_screen(path):
-    for cell in _cells(path):
-        assert len("".join(cell["source"]).splitlines()) <= 45, "".join(cell["source"])[:200]
 
 
 # --------------------------------------------------------------------------- the checks
@@ -162,19 +130,3 @@ def test_kv_cache_reference_matches_a_real_cache():
     assert held == ch06c._reference_kv_cache_bytes(c.n_layer, c.n_head, c.n_embd // c.n_head, 20, 3, 4)
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_each_check_runs_in_under_a_second(exercise_id):
-    ex = next(e for e in chapter_exercises("06c") if e.id == exercise_id)
-    start = time.perf_counter()
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert time.perf_counter() - start < 1.0
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_checking_leaves_the_notebooks_random_stream_alone(exercise_id):
-    ex = next(e for e in chapter_exercises("06c") if e.id == exercise_id)
-    torch.manual_seed(7)
-    expected = torch.randn(3)
-    torch.manual_seed(7)
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert torch.equal(torch.randn(3), expected)

@@ -120,7 +120,8 @@ def _diagnose_count(model: nn.Module, got: int) -> str:
 def _check_count_parameters(count_parameters: Any) -> None:
     expect_callable(count_parameters, "count_parameters")
     for description, make_model, expected in _MODELS:
-        model = make_model()
+        with torch.random.fork_rng(devices=[]):  # building a model draws random weights: not from the notebook's stream
+            model = make_model()
         got = count_parameters(model)
         if got is None:
             raise Hint("count_parameters returned None: did you forget `return`?")

@@ -329,7 +329,8 @@ def _reference_mlp_parameter_count(sizes: list[int]) -> int:
 
 
 def _built_count(sizes: list[int]) -> int:
-    layers = [nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    with torch.random.fork_rng(devices=[]):  # the layers' random weights do not come from the notebook's stream
+        layers = [nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     return sum(p.numel() for layer in layers for p in layer.parameters())
 
 

@@ -1,0 +1,128 @@
+"""How every chapter notebook is wired, checked once for all of them (the chapter tests
+``test_chapterNN.py`` keep only what is particular to their chapter).
+
+For each notebook in chapters/ and its solutions/…_solutions.ipynb:
+- the first code cell seeds with ``labkit.seed_everything(0)``;
+- each exercise of the notebook has one stub cell (``raise NotImplementedError  # TODO``) and its
+  ``check("NN.k", …)``; the solutions answer each one and end by asserting that all passed;
+- no cell is longer than a screen (45 lines);
+- cells that show widgets or progress bars start with ``# NBVAL_IGNORE_OUTPUT``;
+- at most one cell is tagged "browser-test", and it draws a figure from a slider;
+- the notebooks are committed executed;
+- every check runs in well under a second and leaves the notebook's random stream alone.
+
+The notebooks themselves are executed by nbval (`make nbval`); these tests only read them.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]*.ipynb"))
+
+
+def _solutions(chapter: Path) -> Path:
+    return REPO / "solutions" / f"{chapter.stem}_solutions.ipynb"
+
+
+def _notebook_id(chapter: Path) -> str:
+    """"07b" for chapters/07b_classification_and_lora.ipynb: the name `summary` and the checks use."""
+    return re.match(r"\d\d[a-z]?", chapter.name).group(0)
+
+
+NOTEBOOKS = [pytest.param(path, id=path.stem) for path in CHAPTERS]
+BOTH = [pytest.param(p, id=p.stem) for chapter in CHAPTERS for p in (chapter, _solutions(chapter))]
+EXERCISES = [
+    pytest.param(chapter, ex.id, id=ex.id)
+    for chapter in CHAPTERS for ex in chapter_exercises(_notebook_id(chapter))
+]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_every_chapter_has_solutions_and_exercises(chapter):
+    assert _solutions(chapter).exists(), f"{chapter.name} has no solutions notebook"
+    assert chapter_exercises(_notebook_id(chapter)), f"{chapter.name} has no exercises (labkit/checks)"
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_first_code_cell_seeds(path):
+    assert "labkit.seed_everything(0)" in _code_cells(path)[0]
+
+
+@pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
+def test_chapter_has_a_stub_and_a_check_for_each_exercise(chapter, exercise_id):
+    cells = [c for c in _code_cells(chapter) if f'check("{exercise_id}"' in c and "# TODO" in c]
+    assert len(cells) == 1, f"{exercise_id}: expected one stub cell in {chapter.name}, found {len(cells)}"
+    assert re.search(r"(raise NotImplementedError|= \.\.\.)  # TODO", cells[0])  # a stub function or value
+
+
+@pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
+def test_solutions_answer_each_exercise(chapter, exercise_id):
+    cells = [c for c in _code_cells(_solutions(chapter)) if f'check("{exercise_id}"' in c]
+    assert len(cells) == 1 and "NotImplementedError" not in cells[0]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_solutions_end_by_asserting_every_check_passed(chapter):
+    last = _code_cells(_solutions(chapter))[-1]
+    assert f'summary("{_notebook_id(chapter)}")' in last and "all_passed" in last and "assert" in last
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_no_cell_is_longer_than_a_screen(path):
+    for cell in _cells(path):
+        source = "".join(cell["source"])
+        assert len(source.splitlines()) <= 45, source[:200]
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_widget_and_progress_cells_are_marked_for_nbval(path):
+    for source in _code_cells(path):
+        if re.search(r"\binteract(ive)?\(|ProgressBar\(", source):
+            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:120]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_at_most_one_browser_test_cell_and_it_has_a_slider(chapter):
+    tagged = [c for c in _cells(chapter) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) <= 1
+    if tagged:  # the browser test moves its first slider and waits for its figure to change
+        source = "".join(tagged[0]["source"])
+        assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+        assert re.search(r"widgets\.\w*Slider\(", source), "the browser test moves a slider: the cell needs one"
+        if "interact(" in source:  # interact's first keyword argument becomes the first control
+            first_control = source.index("widgets.", source.index("interact("))
+            assert re.match(r"widgets\.\w*Slider\(", source[first_control:]), "the first control must be a slider"
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_notebook_is_committed_executed(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: run tools/execute_notebooks.py and commit it"
+
+
+@pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
+def test_each_check_runs_in_well_under_a_second(chapter, exercise_id):
+    ex = next(e for e in chapter_exercises(_notebook_id(chapter)) if e.id == exercise_id)
+    check(exercise_id, ex.reference(), show=False)  # warm up (imports, first calls)
+    start = time.perf_counter()
+    assert check(exercise_id, ex.reference(), show=False).passed
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
+def test_checking_leaves_the_notebooks_random_stream_alone(chapter, exercise_id):
+    ex = next(e for e in chapter_exercises(_notebook_id(chapter)) if e.id == exercise_id)
+    torch.manual_seed(7)
+    expected = torch.randn(3)
+    torch.manual_seed(7)
+    assert check(exercise_id, ex.reference(), show=False).passed
+    assert torch.equal(torch.randn(3), expected)
