@@ -59,6 +59,13 @@ def test_chapter_ends_with_its_summary_and_solutions_assert_every_check_passed()
     assert 'summary("07c")' in last and "all_passed" in last and "assert" in last
 
 
+def test_no_placeholder_is_left_in_the_prose():
+    for path in (CHAPTER, SOLUTIONS):
+        for cell in _cells(path):  # the builder fills these in with measured numbers and prose
+            source = "".join(cell["source"])
+            assert not re.search(r"\b[A-Z0-9]+_(PROSE|MIN|POINTS)\b", source), f"{path.name}: {source[:80]}"
+
+
 def test_the_masked_pair_is_built_by_hand_before_labkit_is_used():
     cells = _code_cells(CHAPTER)
     by_hand = next(i for i, c in enumerate(cells) if "y[: len(prompt_ids) - 1] = IGNORE_INDEX" in c)
