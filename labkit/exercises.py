@@ -27,6 +27,7 @@ import html
 import importlib
 import linecache
 import math
+import numbers
 import pkgutil
 import re
 import sysconfig
@@ -451,6 +452,18 @@ def expect_tensor(value: Any, what: str = "your answer") -> torch.Tensor:
         raise Hint(f"{what} should be a torch.Tensor, got a Python {type(value).__name__}; "
                    "build it with a torch function (torch.tensor, torch.ones, ...)")
     raise Hint(f"{what} should be a torch.Tensor, got {type(value).__name__} {_short(value)}")
+
+
+def expect_number(value: Any, what: str = "your answer", meaning: str = "") -> float:
+    """Hint unless `value` is one number (a Python or NumPy number, or a one-element tensor);
+    returns it as a float. ``meaning`` says what the number is, e.g. " (the learning rate)"."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Hint(f"{what} should be one number{meaning}, got a tensor of shape {tuple(value.shape)}")
+        return float(value.item())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # int, float and NumPy's numbers
+        return float(value)
+    raise Hint(f"{what} should be a number{meaning}, got {type(value).__name__} {_short(value)}")
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.exercises import Hint, close, exercise, expect_callable, expect_tensor, same_shape
+from labkit.exercises import Hint, close, exercise, expect_callable, expect_number, expect_tensor, same_shape
 
 
 def _not_done(*args: Any, **kwargs: Any) -> Any:
@@ -445,16 +445,6 @@ def _reference_class_scores(cm: torch.Tensor, c: int) -> tuple[float, float, flo
     return precision, recall, f1
 
 
-def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Hint(f"{what} should be one number, got a tensor of shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-        return float(value)
-    raise Hint(f"{what} should be a number, got {type(value).__name__}")
-
-
 def _check_class_scores(class_scores: Callable) -> None:
     expect_callable(class_scores, "class_scores")
     for c in range(5):
@@ -462,7 +452,7 @@ def _check_class_scores(class_scores: Callable) -> None:
         if not isinstance(result, (tuple, list)) or len(result) != 3:
             raise Hint(f"class_scores should return three numbers (precision, recall, f1), got {type(result).__name__}"
                        + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
-        got = [_as_float(v, f"{name} of class {c}") for v, name in zip(result, ("precision", "recall", "f1"))]
+        got = [expect_number(v, f"{name} of class {c}") for v, name in zip(result, ("precision", "recall", "f1"))]
         precision, recall, f1 = _reference_class_scores(_CHECK_CM, c)
         if any(math.isnan(v) for v in got):
             raise Hint(f"class {c} gives NaN: it is never {'predicted' if c == 3 else 'present'}, so a score is 0/0. "

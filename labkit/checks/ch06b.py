@@ -18,11 +18,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from labkit.exercises import Hint, exercise, expect_callable
+from labkit.exercises import Hint, exercise, expect_callable, expect_number
 
 
 def _not_done(*args: Any, **kwargs: Any) -> Any:
@@ -45,16 +44,6 @@ def _reference_lr_schedule(step: int, max_lr: float, warmup: int, total: int, mi
 _SCHEDULES = [(1e-3, 10, 100, 1e-4), (3e-3, 0, 50, 0.0), (1.0, 1, 20, 0.1)]
 
 
-def _as_number(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Hint(f"{what} should be one number, got a tensor of shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-        return float(value)
-    raise Hint(f"{what} should be a number (the learning rate), got {type(value).__name__} {value!r:.60}")
-
-
 def _cosine(step: int, max_lr: float, start: int, length: int, floor: float) -> float:
     return floor + 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, length))) * (max_lr - floor)
 
@@ -66,7 +55,7 @@ def _check_lr_schedule(lr_schedule: Callable) -> str:
     for max_lr, warmup, total, min_lr in _SCHEDULES:
         where = f"max_lr={max_lr:g}, warmup={warmup}, total={total}, min_lr={min_lr:g}"
         for step in range(total + 6):  # every step, and a few after the end
-            got = _as_number(lr_schedule(step, max_lr, warmup, total, min_lr), f"lr_schedule({step}, …)")
+            got = expect_number(lr_schedule(step, max_lr, warmup, total, min_lr), f"lr_schedule({step}, …)", " (the learning rate)")
             want = lr_at(step, max_lr=max_lr, total_steps=total, warmup_steps=warmup, min_lr=min_lr)
             if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12):
                 continue

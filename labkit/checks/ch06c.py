@@ -22,10 +22,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from labkit.exercises import Hint, exercise, expect_callable, expect_tensor, same_shape
+from labkit.exercises import Hint, exercise, expect_callable, expect_number, expect_tensor, same_shape
 
 NEG_INF = float("-inf")
 
@@ -330,22 +329,12 @@ _KV_CASES = [  # (description, arguments)
 ]
 
 
-def _as_number(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise Hint(f"{what} should be one number (of bytes), got a tensor of shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return float(value)
-    raise Hint(f"{what} should be a number of bytes, got {type(value).__name__}")
-
-
 def _check_kv_cache_bytes(kv_cache_bytes: Callable) -> str:
     expect_callable(kv_cache_bytes, "kv_cache_bytes")
     for description, args in _KV_CASES:
         n_layer, n_head, head_size, seq_len, batch, bytes_per_value = args
         what = f"kv_cache_bytes{args} ({description})"
-        got = _as_number(kv_cache_bytes(*args), what)
+        got = expect_number(kv_cache_bytes(*args), what, " of bytes")
         expected = _reference_kv_cache_bytes(*args)
         if math.isclose(got, expected, rel_tol=1e-9):
             continue
