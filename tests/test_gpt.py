@@ -113,6 +113,19 @@ def test_dropout_makes_training_mode_random_and_eval_mode_repeatable():
 
 
 @pytest.mark.parametrize("attention", ["manual", "sdpa"])
+def test_attn_dropout_zero_keeps_attention_exact_while_the_residual_branches_drop_out(attention):
+    q, k, v = (torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    both = tiny(attention=attention, dropout=0.5).train()
+    assert not torch.equal(both.transformer.h[0].attn.attend(q, k, v), both.transformer.h[0].attn.attend(q, k, v))
+    resid_only = tiny(attention=attention, dropout=0.5, attn_dropout=0.0).train()
+    attn = resid_only.transformer.h[0].attn
+    assert torch.equal(attn.attend(q, k, v), attn.attend(q, k, v))
+    assert attn.resid_dropout.p == 0.5
+    idx = tokens(2, 8)
+    assert not torch.equal(resid_only(idx), resid_only(idx))
+
+
+@pytest.mark.parametrize("attention", ["manual", "sdpa"])
 def test_cached_generation_gives_the_same_tokens_as_uncached_also_past_block_size(attention):
     model = tiny(attention=attention)
     prompt = tokens(2, 3)
@@ -227,6 +240,7 @@ def test_model_input_errors_say_what_to_do():
         (dict(block_size=0), "block_size must be a whole number ≥ 1, got 0"),
         (dict(vocab_size=6.5), "vocab_size must be a whole number"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (dict(attn_dropout=-0.1), r"attn_dropout must be in \[0, 1\), got -0.1"),
         (dict(attention="flash"), 'attention must be "manual" or "sdpa"'),
     ],
 )
