@@ -40,12 +40,14 @@ BPE_VOCAB_SIZE = 4096
 SPECIAL_TOKENS = ("<|endoftext|>",)
 
 # name → corpus, tokenizer, model and training settings (cpu / gpu). Batch × block = tokens per step.
-# No dropout on the CPU: it doubles the step time there (attention with dropout leaves the fused
-# kernel), and these short runs see each character only a few tens of times.
+# On the CPU, dropout only outside attention (attn_dropout=0.0): dropout on the attention weights makes
+# a step 2.4x slower there (it leaves the fused kernel), dropout on the residual branches about 1.2x.
+# Shakespeare is small enough (1 M characters, 21 passes in 3,500 steps) that without any dropout the
+# validation loss levels off: the 1,200-step run ended at 1.607 with train 1.399.
 RECIPES: dict[str, dict[str, Any]] = {
     "shakespeare_char": dict(
         corpus="shakespeare", tokenizer="char", prompt="ROMEO:\n",
-        cpu=dict(model=dict(n_layer=6, n_head=6, n_embd=192, block_size=256, dropout=0.0),
+        cpu=dict(model=dict(n_layer=6, n_head=6, n_embd=192, block_size=256, dropout=0.1, attn_dropout=0.0),
                  train=dict(steps=3500, batch_size=24, lr=2e-3, warmup_steps=100, eval_every=250)),
         gpu=dict(model=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),  # nanoGPT's recipe
                  train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=250)),
