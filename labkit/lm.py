@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ class LMState(FitState):
     total_steps: int = 0
     period_tokens: int = 0
     period_time: float = 0.0
+    peak_warned: bool = False
 
 
 def train_lm(
@@ -293,6 +295,12 @@ def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor |
     tokens_per_s = state.period_tokens / state.period_time if state.period_time > 0 else math.nan
     row.update(lr=state.optimizer.param_groups[0]["lr"], tokens_per_s=tokens_per_s,
                mfu=tokens_per_s * flops_per_token / peak)
+    if row["mfu"] > 1 and not state.peak_warned:  # more than the machine can do: the peak was measured low
+        state.peak_warned = True
+        warnings.warn(f"model FLOP utilisation {row['mfu']:.0%} is above 100%: the matmul peak "
+                      f"({peak / 1e9:,.0f} GFLOP/s) was measured while something else used the processor. "
+                      f"Stop the other work and run again, or pass peak_flops= (labkit.doctor() measures it).",
+                      stacklevel=2)
     row["time"] = (state.history["time"][-1] if state.history.epochs else 0.0) + state.period_time
     state.period_tokens, state.period_time = 0, 0.0
     state.logs = row

@@ -76,6 +76,14 @@ def test_train_lm_learns_and_records_each_evaluation():
     assert history["lr"][-1] == pytest.approx(3e-4)  # decayed to lr / 10
 
 
+def test_an_mfu_above_100_percent_is_flagged_once_as_a_peak_measured_under_load():
+    train, val = stream()
+    with pytest.warns(UserWarning, match=r"above 100%: the matmul peak \(0 GFLOP/s\) was measured while something else") as caught:
+        history = train_lm(tiny_model(), train, val, steps=10, **(RUN | dict(peak_flops=1e3)))
+    assert len([w for w in caught if "above 100%" in str(w.message)]) == 1
+    assert history["mfu"][-1] > 1  # the figure is kept as measured; the warning says why it is wrong
+
+
 def test_estimate_loss_reads_the_same_windows_every_time():
     train, _ = stream()
     model = tiny_model()
