@@ -47,3 +47,14 @@ def test_loaded_weights_give_the_recorded_validation_loss(name):
                          batches=20)
     # the same fixed windows the training script evaluated; float sums may differ in the last digits
     assert loss == pytest.approx(meta["final_val_loss"], abs=2e-3), (name, loss, meta["final_val_loss"])
+
+
+def test_shakespeare_meets_the_course_target_and_every_checkpoint_trained_within_an_hour_on_a_cpu():
+    # issue 4: character-level Shakespeare at validation loss ≤ 1.55 (nanoGPT's GPU baseline: 1.47),
+    # and a CPU-trained checkpoint takes at most an hour of training
+    meta = json.loads((REPO / "checkpoints" / "shakespeare_char" / "meta.json").read_text())
+    assert meta["final_val_loss"] <= 1.55
+    for name in SHIPPED:
+        meta = json.loads((REPO / "checkpoints" / name / "meta.json").read_text())
+        if meta["device"].startswith("cpu"):
+            assert meta["training_seconds"] <= 3600, f"{name} trained {meta['training_seconds'] / 60:.0f} min on a CPU"
