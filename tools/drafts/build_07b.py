@@ -389,6 +389,8 @@ for lang in LANGUAGES:
           f"LoRA r=8 is {100 * (acc['LoRA r=8'] - acc['full']):+.1f} points from full fine-tuning "
           f"with {results[lang, 'LoRA r=8']['trainable'] / results[lang, 'LoRA r=8']['total']:.1%} of the parameters")
     assert acc["full"] >= acc["head only"] + __MARGIN__, f"{lang}: full fine-tuning should beat head only by {100 * __MARGIN__:.0f} points"
+    assert gain >= __GAIN__, f"{lang}: fine-tuning the pretrained model should beat training from scratch by {100 * __GAIN__:.0f} points"
+    assert acc["full"] - acc["LoRA r=8"] <= 0.02, f"{lang}: LoRA r=8 should come within 2 points of full fine-tuning"
     assert acc["LoRA r=8"] > acc["head only"] + 0.01, f"{lang}: LoRA should beat training the head alone"
     assert results[lang, "LoRA r=8"]["trainable"] < 0.05 * results[lang, "LoRA r=8"]["total"]
 """)

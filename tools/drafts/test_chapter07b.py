@@ -52,6 +52,7 @@ def test_result_assertions_keep_their_thresholds():
     margin = re.search(r"assert gain >= (0\.\d+)\b", source)
     assert margin and float(margin.group(1)) >= 0.03, "fine-tuning must beat from scratch by a stated margin"
     assert 'assert acc["LoRA r=8"] > acc["head only"] + 0.01' in source
+    assert 'assert acc["full"] - acc["LoRA r=8"] <= 0.02' in source, "LoRA r=8 within 2 points of full (issue 5)"
     assert 'assert results[lang, "LoRA r=8"]["trainable"] < 0.05 * results[lang, "LoRA r=8"]["total"]' in source
 
 
