@@ -4,14 +4,12 @@ draft (tools/drafts/), with its own test; it moves here when the notebook lands.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
 from labkit.checks import ch07b
 from labkit.exercises import check
 from labkit.finetune import LoRALinear
-
 
 
 # --------------------------------------------------------------------------- the checks

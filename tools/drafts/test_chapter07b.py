@@ -1,6 +1,6 @@
 """Chapter 07b (the GPT as a classifier, LoRA): its notebooks are wired to its checks, its widget is
-the one the browser test moves, its result assertions keep their thresholds, and the checks accept
-other correct styles of answer while rejecting the classic mistakes.
+the one the browser test moves, and its result assertions keep their thresholds. (The checks'
+own tests are already in tests/test_chapter07b.py.)
 
 The notebooks themselves are executed by nbval (`make nbval`); these tests only read them.
 """
@@ -9,12 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from labkit.checks import ch07b
-from labkit.exercises import chapter_exercises, check
-from labkit.finetune import LoRALinear
+from labkit.exercises import chapter_exercises
 from notebook_cells import cells as _cells, code_cells as _code_cells
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,8 +77,3 @@ def test_exactly_one_browser_test_cell_and_it_redraws_a_figure_from_a_rank_slide
     # above, so the figure redraws at once; rank 4 trains when the cell runs.
     assert "options=[1, 2, 4, 8, 16, 32, 64], value=4" in source
     assert 'rank_results = {(lang, 8): results[lang, "LoRA r=8"]' in source
-
-
-# --------------------------------------------------------------------------- the checks
-
-
