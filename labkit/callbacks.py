@@ -11,6 +11,7 @@ import copy
 import io
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = [
     "BestCheckpoint",
     "GradientClipping",
     "LRScheduler",
+    "Throttle",
     "in_notebook",
 ]
 
@@ -103,69 +105,124 @@ def _format_logs(logs: dict[str, float]) -> str:
     return shown
 
 
-class ProgressBar(Callback):
-    """One `tqdm` bar over all the steps of the run, showing the epoch and the latest loss.
+class Throttle:
+    """Says yes at most once every ``interval`` seconds: what keeps a live display's refreshes
+    bounded however fast the training steps come. ``clock`` is replaceable for tests."""
 
-    In a terminal it also prints one line of results per epoch. In a notebook the bar is a
-    widget while training runs, and becomes a plain line of text when it ends, so that the
-    saved notebook (on the web, say) shows the finished bar rather than a widget it cannot draw.
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not interval >= 0:
+            raise ValueError(f"a refresh interval must be ≥ 0 seconds, got {interval!r}")
+        self.interval, self.clock = interval, clock
+        self.last = -math.inf
+
+    def ready(self) -> bool:
+        """True (and the clock restarts) when ``interval`` seconds have passed since the last True."""
+        now = self.clock()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+# A notebook's outputs travel to the browser (and to nbval) as messages on the kernel's IOPub
+# channel. A bar redrawn ten times a second during a two-minute cell sent ~1,700 of them; past
+# ZeroMQ's queue limit (1,000 messages a socket) the newest are dropped, the cell's end with them.
+NOTEBOOK_REFRESH_S = 1.0  # the progress bar: at most one message a second
+NOTEBOOK_PLOT_REFRESH_S = 2.0  # the live plot: at most one figure every two seconds
+
+
+class ProgressBar(Callback):
+    """One progress bar over all the steps of the run, showing the epoch and the latest loss.
+
+    In a terminal it is a `tqdm` bar that also prints one line of results per epoch. In a
+    notebook it is one line of output redrawn in place at most once every ``min_interval``
+    seconds, and once more when training ends: so however fast the steps and however long
+    the run, the bar sends at most one message a second to the notebook (plus one at the
+    end), and the saved notebook shows the finished bar as plain text.
     """
 
-    def __init__(self, refresh_every: int = 25) -> None:
-        self.refresh_every = refresh_every
+    def __init__(self, min_interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_interval, self.clock = min_interval, clock
         self.bar: Any = None
+        self.handle: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
-        total = getattr(state, "total_steps", 0) or state.epochs * state.steps_per_epoch
+        self.total = getattr(state, "total_steps", 0) or state.epochs * state.steps_per_epoch
         self.notebook = in_notebook()
+        interval = self.min_interval if self.min_interval is not None else (NOTEBOOK_REFRESH_S if self.notebook else 0.5)
+        self.throttle = Throttle(interval, self.clock)
+        self.initial, self.start = state.step, self.clock()
+        self.description, self.postfix = f"{state.period} 1/{state.epochs}", ""
         if self.notebook:
             from IPython.display import display
-            from tqdm.notebook import tqdm
 
-            self.bar = tqdm(total=total, initial=state.step, unit="step", display=False)
-            self.handle = display(self.bar.container, display_id=True)
+            self.throttle.ready()  # the first line is drawn now
+            self.handle = display({"text/plain": self._line(state.step)}, raw=True, display_id=True)
         else:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=state.step, unit="step", mininterval=0.5)
+            self.bar = tqdm(total=self.total, initial=state.step, unit="step", mininterval=interval)
+
+    def _line(self, n: int, postfix: str | None = None) -> str:
+        from tqdm import tqdm
+
+        return tqdm.format_meter(n, self.total, self.clock() - self.start, prefix=self.description, unit="step",
+                                 postfix=postfix, initial=self.initial, bar_format="{l_bar}{bar:24}{r_bar}")
+
+    def _describe(self, state: FitState) -> None:
+        self.description = f"{state.period} {state.epoch + 1}/{state.epochs}  loss {state.loss:.4f}"
 
     def on_batch_end(self, state: FitState) -> None:
+        if self.notebook:
+            if self.throttle.ready():
+                self._describe(state)
+                self.handle.update({"text/plain": self._line(state.step, self.postfix)}, raw=True)
+            return
         self.bar.update(1)
-        if state.step % self.refresh_every == 0:
-            self.bar.set_description(f"{state.period} {state.epoch + 1}/{state.epochs}  loss {state.loss:.4f}", refresh=False)
+        if self.throttle.ready():
+            self._describe(state)
+            self.bar.set_description(self.description, refresh=False)
 
     def on_epoch_end(self, state: FitState) -> None:
-        self.bar.set_postfix_str(_format_logs(state.history.last()), refresh=True)
-        if not self.notebook:
-            self.bar.write(f"{state.period} {state.epoch + 1}/{state.epochs}  {_format_logs(state.history.last())}")
+        self.postfix = _format_logs(state.history.last())
+        if self.notebook:
+            if self.throttle.ready():
+                self.handle.update({"text/plain": self._line(state.step, self.postfix)}, raw=True)
+            return
+        self.bar.set_postfix_str(self.postfix, refresh=True)
+        self.bar.write(f"{state.period} {state.epoch + 1}/{state.epochs}  {self.postfix}")
 
     def on_fit_end(self, state: FitState) -> None:
+        if self.notebook:
+            if self.handle is not None:
+                self.description = f"{state.period} {state.history.epochs}/{state.epochs}"
+                self.handle.update({"text/plain": self._line(state.step)}, raw=True)
+            return
         if self.bar is None:
             return
-        if self.notebook:
-            self.bar.set_description(f"{state.period} {state.history.epochs}/{state.epochs}", refresh=False)
-            line = self.bar.format_meter(**{**self.bar.format_dict, "ncols": None, "postfix": None})
-            self.bar.close()
-            self.handle.update({"text/plain": line}, raw=True)
-        else:
-            self.bar.close()
-        if state.history.stop_reason and not self.notebook:
+        self.bar.close()
+        if state.history.stop_reason:
             print(f"stopped: {state.history.stop_reason}")
 
 
 class LivePlot(Callback):
-    """Loss and metric curves redrawn in place after every epoch (one figure, not one per epoch).
+    """Loss and metric curves redrawn in place as training goes (one figure, not one per epoch).
 
-    By default it draws into the notebook cell's output; pass an `ipywidgets.Image` as `image`
-    to draw into a widget instead (the hyperparameter panel does). In a plain script it does
-    nothing: use `history.plot()` after training.
+    It redraws after an epoch at most once every ``min_interval`` seconds, and always shows
+    the last epoch when training ends: a run of many quick epochs sends a few figures, not
+    one per epoch. By default it draws into the notebook cell's output; pass an
+    `ipywidgets.Image` as `image` to draw into a widget instead (the hyperparameter panel
+    does). In a plain script it does nothing: use `history.plot()` after training.
     """
 
-    def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6), dpi: int = 80) -> None:
+    def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6),
+                 dpi: int = 80, min_interval: float = NOTEBOOK_PLOT_REFRESH_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.image = image
         self.dpi = dpi
         self.metrics = metrics
         self.figsize = figsize
+        self.throttle = Throttle(min_interval, clock)
         self.handle: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
@@ -174,18 +231,21 @@ class LivePlot(Callback):
         self.enabled = self.image is not None or in_notebook()
         self.figure = Figure(figsize=self.figsize, layout="constrained") if self.enabled else None
         self.handle = None
+        self.throttle.last = -math.inf
+        self.drawn = 0  # how many epochs the figure on show has
 
     def on_epoch_end(self, state: FitState) -> None:
-        if self.enabled:
+        if self.enabled and self.throttle.ready():
             self._draw(state)
 
     def on_fit_end(self, state: FitState) -> None:
-        if self.enabled and state.history.stop_reason and state.history.epochs:
+        if self.enabled and state.history.epochs and (self.drawn != state.history.epochs or state.history.stop_reason):
             self._draw(state)
 
     def _draw(self, state: FitState) -> None:
         from .plots import draw_history
 
+        self.drawn = state.history.epochs
         fig = self.figure
         fig.clear()
         shown = self.metrics if self.metrics is not None else [k for k in state.history if k not in _NOT_METRICS]
