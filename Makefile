@@ -16,9 +16,12 @@ lab: $(STAMP)  ## open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
 
 test: $(STAMP)  ## every unit test, every notebook (nbval), and the real-browser widget test
-	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit nbval browser; status=$$?; \
-	echo "make test took $$(( $$(date +%s) - start )) s"; exit $$status
+	@start=$$(date +%s); status=0; times=""; \
+	for stage in unit nbval browser; do \
+		t=$$(date +%s); $(MAKE) --no-print-directory $$stage || status=1; \
+		times="$$times  $$stage $$(( $$(date +%s) - t )) s"; echo "== $$stage took $$(( $$(date +%s) - t )) s"; \
+	done; \
+	echo "make test took $$(( $$(date +%s) - start )) s:$$times"; exit $$status
 
 setup: $(STAMP)
 
