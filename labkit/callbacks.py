@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .loop import atomic_save
+
 if TYPE_CHECKING:
-    from .training import FitState
+    from .loop import TrainState as FitState
 
 __all__ = [
     "Callback",
@@ -147,7 +149,7 @@ class ProgressBar(Callback):
         self.handle: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
-        self.total = getattr(state, "total_steps", 0) or state.epochs * state.steps_per_epoch
+        self.total = state.total_steps
         self.notebook = in_notebook()
         interval = self.min_interval if self.min_interval is not None else (NOTEBOOK_REFRESH_S if self.notebook else 0.5)
         self.throttle = Throttle(interval, self.clock)
@@ -351,10 +353,7 @@ class BestCheckpoint(Callback):
         self.best, self.best_epoch = value, state.epoch
         self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + ".tmp")
-            torch.save(self.best_state, partial)
-            os.replace(partial, self.path)  # never leave a half-written checkpoint behind
+            atomic_save(self.best_state, self.path)
 
     def on_fit_end(self, state: FitState) -> None:
         if self.restore and self.best_state is not None:
@@ -389,7 +388,7 @@ class LRScheduler(Callback):
         self.make, self.every = make, every
 
     def on_fit_start(self, state: FitState) -> None:
-        total = state.epochs * (state.steps_per_epoch if self.every == "step" else 1)
+        total = state.total_steps if self.every == "step" else state.epochs  # what the run plans
         self.scheduler = self.make(state.optimizer, total)
 
     def on_batch_end(self, state: FitState) -> None:
@@ -401,9 +400,15 @@ class LRScheduler(Callback):
             self.scheduler.step()
 
 
-def default_callbacks(verbose: bool, given: Sequence[Callback] = ()) -> list[Callback]:
-    """What `fit(verbose=True)` adds: a progress bar and, in a notebook, a live plot —
-    each unless `given` (the caller's callbacks) already has one."""
+def default_callbacks(verbose: bool, given: Sequence[Callback] = (), plot_metrics: Sequence[str] | None = None) -> list[Callback]:
+    """What ``verbose=True`` adds to a run: a progress bar and, in a notebook, a live plot (of
+    ``plot_metrics``; ``[]`` draws the loss panel only) — each unless `given` (the caller's
+    callbacks) already has one."""
     if not verbose:
         return []
-    return [cls() for cls in (ProgressBar, LivePlot) if not any(isinstance(cb, cls) for cb in given)]
+    defaults: list[Callback] = []
+    if not any(isinstance(cb, ProgressBar) for cb in given):
+        defaults.append(ProgressBar())
+    if not any(isinstance(cb, LivePlot) for cb in given):
+        defaults.append(LivePlot(metrics=plot_metrics))
+    return defaults

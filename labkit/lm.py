@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .callbacks import Callback, CallbackList, GradientClipping, LivePlot, ProgressBar, in_notebook
+from .callbacks import Callback, CallbackList, GradientClipping, default_callbacks, in_notebook
 from .device import get_device
-from .training import FitState, History
+from .loop import History, TrainState, atomic_save, make_optimizer, run_periods
+from .loop import _autocast
 
 EVAL_SEED = 1234  # evaluation always reads the same windows, so its numbers are comparable over time
 
@@ -88,10 +89,6 @@ def estimate_loss(
     return total / batches
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else torch.autocast(device.type, enabled=False)
-
-
 # --------------------------------------------------------------------------- optimizer and schedule
 
 
@@ -100,11 +97,7 @@ def configure_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW with two groups: weight decay on matrices (Linear and Embedding weights, ≥ 2-D) only,
     none on biases and LayerNorm gains (1-D), as in GPT-2 and nanoGPT."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    return make_optimizer("adamw", model, lr, weight_decay, decay_matrices_only=True, betas=betas)
 
 
 def lr_at(step: int, *, max_lr: float, total_steps: int, warmup_steps: int, min_lr: float) -> float:
@@ -124,7 +117,7 @@ class WarmupCosine(Callback):
     def __init__(self, max_lr: float, total_steps: int, warmup_steps: int, min_lr: float) -> None:
         self.kw = dict(max_lr=max_lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr=min_lr)
 
-    def _set(self, state: FitState) -> None:
+    def _set(self, state: TrainState) -> None:
         lr = lr_at(state.step, **self.kw)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
@@ -137,15 +130,12 @@ class WarmupCosine(Callback):
 
 
 @dataclass
-class LMState(FitState):
-    """``FitState`` plus what a language-model run needs: the batch sampler's random generator,
-    the run's settings, and the training time and tokens of the current evaluation period."""
+class LMState(TrainState):
+    """``TrainState`` plus what a language-model run needs: the batch sampler's random generator
+    and the run's settings."""
 
     generator: torch.Generator = field(default_factory=torch.Generator)
     settings: dict[str, Any] = field(default_factory=dict)
-    total_steps: int = 0
-    period_tokens: int = 0
-    period_time: float = 0.0
     peak_warned: bool = False
 
 
@@ -214,85 +204,48 @@ def train_lm(
     hooks = CallbackList([
         WarmupCosine(lr, steps, warmup_steps, min_lr),
         *([GradientClipping(grad_clip)] if grad_clip else []),
-        *_default_lm_callbacks(verbose, callbacks),
+        *default_callbacks(verbose, callbacks, plot_metrics=[]),  # the loss panel only
         *([SampleText(tokenizer, sample_prompt, sample_tokens, seed=seed)] if tokenizer is not None else []),
         *callbacks,
         *([RunCheckpoint(checkpoint)] if checkpoint is not None else []),
     ])
     flops_per_token = _flops_per_token(model, block_size)
     peak = peak_flops or _measured_peak(device)
-    evaluate_now = lambda: _evaluate(state, train_data, val_data, flops_per_token, peak, autocast)  # noqa: E731
 
-    hooks.on_fit_start(state)
-    try:
-        if state.step == 0 and not history.epochs:  # where training starts: the loss of a random model
-            evaluate_now()
-            hooks.on_epoch_end(state)
-        while state.step < steps and not state.stop:
-            state.epoch = history.epochs
-            hooks.on_epoch_start(state)
+    def compute_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return lm_loss(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+
+    def periods():
+        """One period per ``eval_every`` steps (the first and last may be shorter, after a resume)."""
+        while state.step < steps:
             period_end = min(steps, (state.step // eval_every + 1) * eval_every)
-            start = time.perf_counter()
-            while state.step < period_end and not state.stop:
-                _train_step(state, train_data, batch_size, block_size, accumulation_steps, autocast, hooks)
-            if state.stop:  # the loss became NaN / inf
-                break
-            state.period_time += time.perf_counter() - start
-            evaluate_now()
-            hooks.on_epoch_end(state)
-    except KeyboardInterrupt:
-        history.stop_reason = (
-            f"interrupted (stop button) at step {state.step}; the history of {history.epochs} evaluations is kept"
-            + (f" and {checkpoint} holds the run as of the last evaluation" if checkpoint is not None else "")
-        )
-        print(f"⏹ training {history.stop_reason}.")
-    finally:
-        hooks.on_fit_end(state)
-    return history
+            yield ([get_batch(train_data, batch_size, block_size, state.generator) for _ in range(accumulation_steps)]
+                   for _ in range(period_end - state.step))
 
+    def interrupted(state: TrainState) -> str:
+        return (f"interrupted (stop button) at step {state.step}; the history of {history.epochs} evaluations is kept"
+                + (f" and {checkpoint} holds the run as of the last evaluation" if checkpoint is not None else ""))
 
-def _train_step(state: LMState, data: torch.Tensor, batch_size: int, block_size: int,
-                accumulation_steps: int, autocast: torch.dtype | None, hooks: Callback) -> None:
-    """One optimizer step over ``accumulation_steps`` micro-batches (gradients add up)."""
-    model, optimizer, device = state.model, state.optimizer, state.device
     model.train()
-    loss_sum = 0.0
-    for _ in range(accumulation_steps):
-        x, y = get_batch(data, batch_size, block_size, state.generator)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, autocast):
-            loss = lm_loss(model(x), y) / accumulation_steps  # the mean over all micro-batches
-        loss.backward()
-        loss_sum += loss.item()
-    state.loss = loss_sum
-    if not math.isfinite(state.loss):
-        optimizer.zero_grad(set_to_none=True)
-        state.stop = True
-        state.history.stop_reason = (
-            f"the loss became {state.loss} at step {state.step + 1}; training stopped before that step "
-            f"changed the weights. The learning rate ({optimizer.param_groups[0]['lr']:g}) is probably "
-            f"too high: try one 10 times smaller."
-        )
-        print("⚠ " + state.history.stop_reason)
-        return
-    hooks.on_after_backward(state)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    state.step += 1
-    state.period_tokens += batch_size * block_size * accumulation_steps
-    hooks.on_batch_end(state)
+    return run_periods(
+        state, hooks, periods(), compute_loss,
+        lambda: _evaluate(state, train_data, val_data, flops_per_token, peak, autocast),
+        autocast=autocast, measure_first=state.step == 0 and not history.epochs, interrupted=interrupted,
+    )
 
 
 def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor | None,
-              flops_per_token: float, peak: float, autocast: torch.dtype | None) -> None:
-    """Append one history row: losses on fixed windows, learning rate, speed of the last period."""
+              flops_per_token: float, peak: float, autocast: torch.dtype | None) -> dict[str, float]:
+    """One history row: losses on fixed windows, learning rate, speed of the last period."""
     s = state.settings
     kw = dict(batch_size=s["batch_size"], block_size=s["block_size"], batches=s["eval_batches"],
               device=state.device, autocast=autocast)
     row = {"step": float(state.step), "train_loss": estimate_loss(state.model, train_data, **kw)}
     if val_data is not None:
         row["val_loss"] = estimate_loss(state.model, val_data, **kw)
-    tokens_per_s = state.period_tokens / state.period_time if state.period_time > 0 else math.nan
+    s_tokens = state.period_steps * s["batch_size"] * s["block_size"] * s["accumulation_steps"]
+    tokens_per_s = s_tokens / state.period_time if state.period_time > 0 else math.nan
     row.update(lr=state.optimizer.param_groups[0]["lr"], tokens_per_s=tokens_per_s,
                mfu=tokens_per_s * flops_per_token / peak)
     if row["mfu"] > 1 and not state.peak_warned:  # more than the machine can do: the peak was measured low
@@ -302,9 +255,7 @@ def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor |
                       f"Stop the other work and run again, or pass peak_flops= (labkit.doctor() measures it).",
                       stacklevel=2)
     row["time"] = (state.history["time"][-1] if state.history.epochs else 0.0) + state.period_time
-    state.period_tokens, state.period_time = 0, 0.0
-    state.logs = row
-    state.history.append(row)
+    return row
 
 
 def _flops_per_token(model: nn.Module, block_size: int) -> float:
@@ -360,18 +311,6 @@ def _check_lm_arguments(*, steps, batch_size, block_size, lr, accumulation_steps
 # --------------------------------------------------------------------------- callbacks of a language-model run
 
 
-def _default_lm_callbacks(verbose: bool, given: Sequence[Callback]) -> list[Callback]:
-    """A progress bar and a live loss plot (loss panel only), unless the caller gave their own."""
-    if not verbose:
-        return []
-    defaults: list[Callback] = []
-    if not any(isinstance(cb, ProgressBar) for cb in given):
-        defaults.append(ProgressBar())
-    if not any(isinstance(cb, LivePlot) for cb in given):
-        defaults.append(LivePlot(metrics=[]))
-    return defaults
-
-
 class SampleText(Callback):
     """After each evaluation, let the model continue ``prompt`` and show the text (one output,
     updated in place in a notebook; printed in a script). ``samples`` keeps (step, text) pairs."""
@@ -383,10 +322,10 @@ class SampleText(Callback):
         self.samples: list[tuple[int, str]] = []
         self.handle: Any = None
 
-    def on_fit_start(self, state: FitState) -> None:
+    def on_fit_start(self, state: TrainState) -> None:
         self.handle = None
 
-    def on_epoch_end(self, state: FitState) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         model = state.model
         prompt = torch.tensor([self.tokenizer.encode(self.prompt)], device=state.device)
         generator = torch.Generator(device=state.device).manual_seed(self.seed)  # training's randomness untouched
@@ -420,7 +359,7 @@ class RunCheckpoint(Callback):
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
-    def on_epoch_end(self, state: FitState) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         assert isinstance(state, LMState)
         save_run(state, self.path)
 
@@ -438,10 +377,7 @@ def save_run(state: LMState, path: Path) -> None:
         "settings": state.settings,
         "config": _config_dict(state.model),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    torch.save(payload, partial)
-    os.replace(partial, path)  # never leave a half-written checkpoint behind
+    atomic_save(payload, path)
 
 
 def _config_dict(model: nn.Module) -> dict[str, Any]:

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .data import make_loader
+
 __all__ = [
     "accuracy",
     "confusion_matrix",
@@ -333,7 +335,6 @@ def predict(
 
         device = get_device()
     device = torch.device(device)
-    from .training import make_loader  # here, not at the top: training imports this module
 
     loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=False)
 

@@ -1,26 +1,34 @@
 """The training loop every chapter uses: `fit(model, train_data, val_data, ...)`.
 
-The loop itself is short; everything optional (progress bar, live plot, early stopping,
-checkpoints, gradient clipping, learning-rate schedules) hangs off it as a callback
-(see `labkit.callbacks`). `fit` returns a Keras-style `History` of per-epoch lists.
+`fit` feeds the training core (`labkit.loop`, shared with `train_lm`) one period per epoch —
+every batch of the shuffled training set, one optimizer step each — and measures at each
+epoch's end: the running mean of the training loss and metrics over the epoch (taken while
+the weights were still changing), then the loss and metrics on the validation set. Everything
+optional (progress bar, live plot, early stopping, checkpoints, gradient clipping,
+learning-rate schedules) hangs off it as a callback (see `labkit.callbacks`). `fit` returns a
+Keras-style `History` of per-epoch lists.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .callbacks import Callback, CallbackList, default_callbacks
+from .data import make_loader
 from .device import get_device
+from .loop import History, TrainState, make_optimizer, run_periods
 from .metrics import get_metric
 from .seed import seed_everything
 
 __all__ = ["fit", "evaluate", "History", "FitState", "make_loader", "ShapeError", "LabelError"]
+
+FitState = TrainState  # the name chapters and callbacks have used for what fit keeps
 
 
 class ShapeError(ValueError):
@@ -29,71 +37,6 @@ class ShapeError(ValueError):
 
 class LabelError(ValueError):
     """A label does not fit the loss (for example class 10 for a model with 10 outputs)."""
-
-
-class History(dict):
-    """Per-epoch results, Keras-style: ``history["val_loss"]`` is a list with one value per epoch.
-
-    `stop_reason` says why training ended early (early stopping, the stop button, a loss
-    that became NaN), or is None when every epoch ran.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stop_reason: str | None = None
-
-    def append(self, logs: dict[str, float]) -> None:
-        for key, value in logs.items():
-            self.setdefault(key, []).append(value)
-
-    @property
-    def epochs(self) -> int:
-        """How many epochs finished."""
-        return len(next(iter(self.values()), []))
-
-    def last(self) -> dict[str, float]:
-        """The last epoch's values."""
-        return {key: values[-1] for key, values in self.items() if values}
-
-    def plot(self, metrics: Sequence[str] | None = None):
-        """Loss curves (train and validation) beside the other metrics; returns the Figure."""
-        from .plots import plot_history
-
-        return plot_history(self, metrics=metrics)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.last().items() if k != "epoch_time")
-        note = f" — stopped: {self.stop_reason}" if self.stop_reason else ""
-        return f"History({self.epochs} epochs: {shown}{note})"
-
-
-@dataclass
-class FitState:
-    """What callbacks see: the model, the optimizer, where training is, and the history so far."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    epochs: int
-    steps_per_epoch: int
-    history: History
-    has_validation: bool
-    epoch: int = 0  # the current epoch, counting from 0
-    step: int = 0  # optimizer steps taken so far, over all epochs
-    loss: float = math.nan  # the last batch's loss
-    stop: bool = False  # a callback sets this to end training after the current epoch
-    logs: dict[str, float] = field(default_factory=dict)  # this epoch's results so far
-    period: str = "epoch"  # what one round of training is called in progress bars and plots
-
-
-def make_loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader; for a `TensorDataset` it slices whole batches at once, which is much faster
-    than collating examples one by one."""
-    if isinstance(data, TensorDataset):
-        order = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
-        # `generator` is passed on too, so both paths draw the same shuffling order.
-        return DataLoader(data, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False), generator=generator)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 def _batch_size(x: Any) -> int:
@@ -169,8 +112,6 @@ def fit(
     `verbose` adds a progress bar and a live plot (in a notebook) to `callbacks`.
     The stop button (KeyboardInterrupt) ends training cleanly: the history so far is returned.
     """
-    from .callbacks import CallbackList, default_callbacks
-
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, train_data=train_data, val_data=val_data)
     device = device if isinstance(device, torch.device) else get_device(device)
     if seed is not None:
@@ -179,77 +120,63 @@ def fit(
     model.to(device)
     train_loader = make_loader(train_data, batch_size, shuffle=True, generator=generator)
     val_loader = make_loader(val_data, max(batch_size, 256), shuffle=False) if val_data is not None else None
-    opt = _make_optimizer(optimizer, model, lr, weight_decay)
+    opt = make_optimizer(optimizer, model, lr, weight_decay)
     if metrics is None:  # accuracy for classification losses; none for, say, regression
         metrics = ("accuracy",) if loss_fn is None or isinstance(loss_fn, nn.CrossEntropyLoss) else ()
     metric_fns = _metric_table(metrics)
     loss_fn = loss_fn or nn.functional.cross_entropy
 
-    history = History()
-    state = FitState(model, opt, device, epochs, len(train_loader), history, val_loader is not None)
-    hooks = CallbackList([*default_callbacks(verbose, callbacks), *callbacks])
+    state = FitState(model, opt, device, epochs, len(train_loader), History(), val_loader is not None)
+    running = _RunningMetrics(metric_fns, device)
+    hooks = CallbackList([running, *default_callbacks(verbose, callbacks), *callbacks])
     _check_first_batch(model, train_data, loss_fn, device)
-    hooks.on_fit_start(state)
-    try:
-        for state.epoch in range(epochs):
-            start = time.perf_counter()
-            hooks.on_epoch_start(state)
-            state.logs = _train_one_epoch(state, train_loader, loss_fn, metric_fns, hooks)
-            if state.stop:  # the loss became NaN / inf: the epoch did not finish
-                break
-            if val_loader is not None:
-                val = evaluate(model, val_loader, loss_fn, metric_fns, device=device)
-                state.logs.update({f"val_{k}": v for k, v in val.items()})
-            state.logs["lr"] = opt.param_groups[0]["lr"]
-            state.logs["epoch_time"] = time.perf_counter() - start
-            history.append(state.logs)
-            hooks.on_epoch_end(state)
-            if state.stop:
-                break
-    except KeyboardInterrupt:
-        history.stop_reason = (
-            f"interrupted (stop button) during epoch {state.epoch + 1}; "
-            f"the history of the {history.epochs} finished epochs is kept"
-        )
-        print(f"⏹ training {history.stop_reason}.")
-    finally:
-        hooks.on_fit_end(state)
-    return history
 
+    def compute_loss(batch: Any) -> torch.Tensor:
+        x, y = _to(batch[0], device), _to(batch[1], device)
+        state.output = model(x)
+        state.batch = (x, y)
+        return _compute_loss(loss_fn, state.output, y)
 
-def _train_one_epoch(state: FitState, loader: DataLoader, loss_fn, metric_fns: dict, hooks) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean loss and metrics."""
-    model, opt, device = state.model, state.optimizer, state.device
+    def measure() -> dict[str, float]:
+        logs = running.means()
+        if val_loader is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, val_loader, loss_fn, metric_fns, device=device).items()})
+        logs["lr"] = opt.param_groups[0]["lr"]
+        logs["epoch_time"] = time.perf_counter() - state.period_start
+        return logs
+
+    def interrupted(state: TrainState) -> str:
+        return (f"interrupted (stop button) during epoch {state.epoch + 1}; "
+                f"the history of the {state.history.epochs} finished epochs is kept")
+
     model.train()
-    totals = {"loss": 0.0, **{name: torch.zeros((), device=device) for name in metric_fns}}
-    seen = 0
-    for x, y in loader:
-        x, y = _to(x, device), _to(y, device)
-        out = model(x)
-        loss = _compute_loss(loss_fn, out, y)
-        state.loss = loss.item()
-        if not math.isfinite(state.loss):
-            state.stop = True
-            state.history.stop_reason = (
-                f"the loss became {state.loss} at step {state.step + 1} (epoch {state.epoch + 1}); "
-                f"training stopped before that step changed the weights. The learning rate "
-                f"({opt.param_groups[0]['lr']:g}) is probably too high: try one 10 times smaller."
-            )
-            print("⚠ " + state.history.stop_reason)
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        hooks.on_after_backward(state)
-        opt.step()
-        state.step += 1
+    epochs_of_batches = (([batch] for batch in train_loader) for _ in range(epochs))
+    return run_periods(state, hooks, epochs_of_batches, compute_loss, measure, interrupted=interrupted)
+
+
+class _RunningMetrics(Callback):
+    """fit's training loss and metrics: running means over the epoch's batches, each batch's
+    taken with the weights it was trained from (so they lag the weights at the epoch's end)."""
+
+    def __init__(self, metric_fns: dict[str, Callable], device: torch.device) -> None:
+        self.metric_fns, self.device = metric_fns, device
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        state.model.train()
+        self.totals: dict[str, Any] = {"loss": 0.0, **{k: torch.zeros((), device=self.device) for k in self.metric_fns}}
+        self.seen = 0
+
+    def on_batch_end(self, state: TrainState) -> None:
+        y = state.batch[1]
         n = _batch_size(y)
-        seen += n
-        totals["loss"] += state.loss * n
+        self.seen += n
+        self.totals["loss"] += state.loss * n
         with torch.no_grad():
-            for name, fn in metric_fns.items():
-                totals[name] += fn(out.detach(), y) * n
-        hooks.on_batch_end(state)
-    return {f"train_{k}": float(v) / max(seen, 1) for k, v in totals.items()}
+            for name, fn in self.metric_fns.items():
+                self.totals[name] += fn(state.output.detach(), y) * n
+
+    def means(self) -> dict[str, float]:
+        return {f"train_{k}": float(v) / max(self.seen, 1) for k, v in self.totals.items()}
 
 
 def _compute_loss(loss_fn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -282,22 +209,6 @@ def _check_arguments(*, epochs, lr, batch_size, train_data, val_data) -> None:
             raise TypeError(f"{name} must be a Dataset with a length, got {type(data).__name__}") from None
         if size == 0:
             raise ValueError(f"{name} is empty (0 examples): check how it was built or split")
-
-
-def _make_optimizer(optimizer, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (all are frozen): unfreeze some before fit()")
-    if callable(optimizer):
-        return optimizer(params, lr=lr, weight_decay=weight_decay)
-    choices = {
-        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
-        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay),
-    }
-    if optimizer not in choices:
-        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {sorted(choices)} or a callable")
-    return choices[optimizer]()
 
 
 def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, device: torch.device) -> None:
