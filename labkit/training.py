@@ -103,6 +103,7 @@ def fit(
     device: torch.device | str | None = None,
     seed: int | None = None,
     verbose: bool = True,
+    eval_train: bool = False,
 ) -> History:
     """Train `model` on `train_data` for `epochs` epochs and return its `History`.
 
@@ -110,6 +111,14 @@ def fit(
     logits (B, C) against class labels (B,), with accuracy as metric. `optimizer` is
     "adam", "adamw", "sgd" (momentum 0.9), or ``callable(params, lr=..., weight_decay=...)``.
     `verbose` adds a progress bar and a live plot (in a notebook) to `callbacks`.
+
+    What "train" means: by default ``train_loss`` and ``train_accuracy`` are *running means*
+    over the epoch's batches, each batch scored by the weights it was about to change — free,
+    but they lag the model, most of all in the first epoch (whose first batches meet a random
+    model), and any augmentation or dropout makes them harder still. Validation is measured
+    at the epoch's end, in eval mode. ``eval_train=True`` measures the training set the same
+    way, after each epoch (one more forward pass over it): ``train_*`` are then those numbers,
+    comparable with ``val_*``, and the running means are kept as ``running_*`` (chapter 02).
     The stop button (KeyboardInterrupt) ends training cleanly: the history so far is returned.
     """
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, train_data=train_data, val_data=val_data)
@@ -137,8 +146,13 @@ def fit(
         state.batch = (x, y)
         return _compute_loss(loss_fn, state.output, y)
 
+    train_eval_loader = make_loader(train_data, max(batch_size, 256), shuffle=False) if eval_train else None
+
     def measure() -> dict[str, float]:
         logs = running.means()
+        if train_eval_loader is not None:  # the running means keep another name; train_* as val_* is measured
+            logs = {k.replace("train_", "running_", 1): v for k, v in logs.items()}
+            logs.update({f"train_{k}": v for k, v in evaluate(model, train_eval_loader, loss_fn, metric_fns, device=device).items()})
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, val_loader, loss_fn, metric_fns, device=device).items()})
         logs["lr"] = opt.param_groups[0]["lr"]

@@ -282,3 +282,29 @@ def test_in_a_notebook_fit_leaves_one_finished_bar_and_one_plot(tmp_path):
     kinds = [sorted(o.get("data", {})) for o in outputs]
     assert kinds == [["text/plain"], ["image/png", "text/plain"]], kinds
     assert "100%" in outputs[0]["data"]["text/plain"] and "24/24" in outputs[0]["data"]["text/plain"]
+
+
+def test_eval_train_measures_the_training_set_like_validation_and_keeps_the_running_means():
+    data, val = blobs(), blobs(seed=1)
+    plain_model, measured_model = mlp(), mlp()
+    plain = fit(plain_model, data, val, epochs=3, lr=1e-2, batch_size=16, seed=0, verbose=False)
+    measured = fit(measured_model, data, val, epochs=3, lr=1e-2, batch_size=16, seed=0, verbose=False, eval_train=True)
+    # measuring changes no weight and no running number
+    assert all(torch.equal(a, b) for a, b in zip(plain_model.parameters(), measured_model.parameters()))
+    assert measured["running_loss"] == plain["train_loss"] and measured["running_accuracy"] == plain["train_accuracy"]
+    # train_* is now the end-of-epoch measurement, exactly what evaluate gives for the final weights
+    at_end = evaluate(measured_model, data)
+    assert math.isclose(measured["train_loss"][-1], at_end["loss"], rel_tol=1e-6)
+    assert math.isclose(measured["train_accuracy"][-1], at_end["accuracy"], rel_tol=1e-6)
+    # the first epoch's running mean lags: its first batches met an untrained model
+    assert measured["train_accuracy"][0] > measured["running_accuracy"][0]
+    assert measured["train_loss"][0] < measured["running_loss"][0]
+
+
+def test_a_history_with_running_means_draws_them_beside_train_and_val():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history = fit(mlp(), blobs(), blobs(seed=1), epochs=2, lr=1e-2, batch_size=32, verbose=False, eval_train=True)
+    labels = sorted(line.get_label() for ax in history.plot().axes for line in ax.get_lines())
+    assert labels == ["running", "running", "train", "train", "val", "val"]
