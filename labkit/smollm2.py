@@ -98,8 +98,8 @@ def model_file_status() -> tuple[bool, str, str]:
     try:
         path = verify_file()
     except (FileNotFoundError, ValueError) as error:
-        fix = FIX_MISSING if isinstance(error, FileNotFoundError) and "not installed" in str(error) else FIX_DAMAGED
-        return False, str(error).split(";")[0], fix
+        problem, _, fix = str(error).partition("; ")  # each message ends with "; <the fix>"
+        return False, problem, fix
     return True, f"{FILE_NAME} ({path.stat().st_size / 1e6:.0f} MB, SHA-256 verified)", ""
 
 
