@@ -293,7 +293,8 @@ class Llama(nn.Module):
             cache = KVCache(self.config.n_layer) if use_cache else None
             new = idx  # what the model has not seen yet
             for _ in range(max_new_tokens):
-                logits = self(new, cache)[:, -1, :]  # (1, V): the next token's scores
+                hidden = self.hidden_states(new, cache)[:, -1, :]  # (1, C): only the last position predicts
+                logits = self.lm_head(hidden)  # (1, V): the next token's scores
                 next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)  # (1, 1)
                 token = int(next_id)
                 yield token
