@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .llama import Llama, LlamaConfig
+from .llama import Llama, LlamaConfig, Rotary
 
 if TYPE_CHECKING:
     import gguf
@@ -91,7 +91,10 @@ def open_gguf(path: str | os.PathLike) -> gguf.GGUFReader:
     try:
         return _reader(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     except (ValueError, IndexError, KeyError) as error:  # a truncated or damaged file
-        raise ValueError(f"{path} starts like a GGUF file but cannot be read: {error}") from None
+        raise ValueError(
+            f"{path} starts like a GGUF file but cannot be read ({error}): it is damaged or cut short; "
+            "copy or download it again"
+        ) from None
 
 
 def read_metadata(reader: gguf.GGUFReader, *, arrays: bool = True) -> dict[str, Any]:
@@ -233,5 +236,5 @@ def build_llama(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> 
     model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False, assign=True)
     if config.tie_embeddings:
         model.lm_head.weight = model.embed.weight
-    model.rotary = type(model.rotary)(config.head_dim, config.rope_base)  # its buffer was on "meta"
+    model.rotary = Rotary(config.head_dim, config.rope_base)  # a real one: the meta model's buffer is empty
     return model.eval(), meta

@@ -28,7 +28,7 @@ import regex
 import torch
 
 from .llama import Llama
-from .tokenizers import GPT2_SPLIT_PATTERN, AllowedSpecial, _as_id_list, _check_ids
+from .tokenizers import GPT2_SPLIT_PATTERN, _as_id_list, _check_ids
 
 __all__ = [
     "PACKAGE",
@@ -249,7 +249,7 @@ class SmolLM2Tokenizer:
             ids.extend(chunk_ids)
         return ids
 
-    def encode(self, text: str, allowed_special: AllowedSpecial = "all") -> list[int]:
+    def encode(self, text: str, allowed_special: Literal["all", "none"] = "all") -> list[int]:
         """Text → ids. Special-token strings in the text become their single id ("all", the
         default, as Hugging Face does), or stay ordinary text ("none")."""
         if allowed_special == "none" or self._special_split is None:

@@ -14,6 +14,7 @@ import torch
 import labkit
 from labkit import gguf_file, smollm2
 from labkit.data import load_reviews, load_text
+from labkit.gpt import KVCache
 from labkit.llama import Llama, LlamaConfig, RMSNorm, Rotary, apply_rotary
 from labkit.smollm2 import SmolLM2Tokenizer, load_smollm2, verify_file
 
@@ -173,6 +174,7 @@ def test_sampling_is_reproducible_and_top_k_1_is_greedy(ours):
     assert any(sample(seed, temperature=1.5, top_k=50) != first for seed in (1, 2))  # sampling does sample
 
 
+@pytest.mark.slow  # a second load; bf16 is emulated (slow) on CPUs without bf16 instructions
 def test_bfloat16_model_agrees_with_float32_on_the_next_token(ours):
     model, tokenizer = ours
     half, _ = load_smollm2(torch.bfloat16)
@@ -369,6 +371,11 @@ def test_a_file_that_is_not_gguf_says_so(tmp_path):
         load_smollm2(path=text)
     with pytest.raises(FileNotFoundError, match="no GGUF file"):
         load_smollm2(path=tmp_path / "absent.gguf")
+    cut = tmp_path / "cut.gguf"
+    with verify_file().open("rb") as f:
+        cut.write_bytes(f.read(2_000))  # the file ends inside its metadata
+    with pytest.raises(ValueError, match=r"cut\.gguf starts like a GGUF file but cannot be read .*cut short"):
+        load_smollm2(path=cut)
 
 
 # ------------------------------------------------------------------ the Llama's parts, on tiny sizes
@@ -384,7 +391,7 @@ def test_tiny_llama_cache_gives_the_same_logits_as_the_full_sequence():
     model = tiny_llama()
     ids = torch.randint(50, (2, 12), generator=torch.Generator().manual_seed(1))
     full = model(ids)
-    cache = labkit.gpt.KVCache(model.config.n_layer)
+    cache = KVCache(model.config.n_layer)
     pieces = [model(ids[:, :5], cache), model(ids[:, 5:9], cache), model(ids[:, 9:10], cache), model(ids[:, 10:], cache)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.layers[0].keys.shape == (2, 2, 12, 4)  # only n_kv_head = 2 heads are cached
