@@ -51,6 +51,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/pretraining.py
 	$(BIN)/python benchmarks/kv_cache.py
+	$(BIN)/python benchmarks/llm_generation.py
 
 checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if there is one; resumes)
 	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char base_bpe
