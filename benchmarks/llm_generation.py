@@ -9,6 +9,10 @@ bfloat16, and measures on the CPU (or the device given):
 - generation: greedy decoding of ``--new-tokens`` tokens with the KV cache (tokens/s of new
   tokens), no stop token, so both produce exactly that many.
 
+transformers keeps a GGUF model's weights packed and computes in float32 even when asked for
+bfloat16 (it says so in a warning, casting each matmul's input and output), so its bfloat16 row
+is float32 arithmetic; ours is bfloat16 arithmetic, which CPUs without bf16 instructions emulate.
+
 The runs are interleaved in one process, alternating which model goes first, and the median
 of ``--rounds`` is kept (a warm-up round is not counted). In float32 the greedy tokens must be
 identical; in bfloat16 rounding may make them part ways, and the report says after how many.
