@@ -137,6 +137,11 @@ class SmolLM2Tokenizer:
        GPT-2's pattern splits words, numbers, punctuation and spaces;
     3. each chunk's UTF-8 bytes start as single-byte tokens and the merges apply by rank,
        earliest first (the same loop as ``BPETokenizer._encode_chunk``); chunks are cached.
+
+    "smollm" is llama.cpp's name for the pre-tokenizer of SmolLM2's own tokenizer.json (Hugging
+    Face's ``Digits(individual_digits=True)`` then ``ByteLevel``). transformers, when it builds a
+    tokenizer from a GGUF file, ignores that name and uses GPT-2's pattern alone: the two differ
+    where digits follow whitespace ("a  1", "\n\n5"). ``pre_tokenizer="gpt2"`` reproduces that.
     """
 
     name = "smollm2"
@@ -287,6 +292,8 @@ class SmolLM2Tokenizer:
 
         Without a system message first, the template puts in SmolLM2's default one
         (``DEFAULT_SYSTEM``). ``add_generation_prompt`` ends with the assistant's opening.
+        Written out by hand (no template engine); the tests check it against the file's own
+        Jinja template as transformers renders it.
         """
         if not messages:
             raise ValueError("apply_chat_template needs at least one message, e.g. [{'role': 'user', 'content': 'Hi'}]")
