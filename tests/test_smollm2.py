@@ -255,6 +255,9 @@ def test_token_ids_equal_smollm2s_pipeline_and_transformers(ours, meta, hf_token
         if not any(c.isdigit() for c in text):
             assert ids == hf_tokenizer.encode(text, add_special_tokens=False), text
         assert tokenizer.decode(ids) == text
+    # where the two pre-tokenizers part: whitespace before a digit ("  " is one token for SmolLM2)
+    ids, theirs = tokenizer.encode("a  1"), hf_tokenizer.encode("a  1", add_special_tokens=False)
+    assert [tokenizer.decode([i]) for i in ids] == ["a", "  ", "1"] and len(theirs) == 4
 
 
 def test_special_tokens_are_single_ids(ours):
