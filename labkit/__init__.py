@@ -33,6 +33,9 @@ PUBLIC: dict[str, str] = {
     "GPTClassifier": "finetune", "encode_batch": "finetune", "LoRALinear": "finetune", "apply_lora": "finetune",
     "merge_lora": "finetune", "save_adapters": "finetune", "load_adapters": "finetune",
     "training_memory": "finetune",
+    # a real LLM (chapter 06d)
+    "Llama": "llama", "LlamaConfig": "llama", "load_smollm2": "smollm2", "SmolLM2Tokenizer": "smollm2",
+    "chat": "smollm2",
     "format_prompt": "instruct", "collate_instructions": "instruct", "InstructionCollator": "instruct",
     "instruction_loss": "instruct", "respond": "instruct", "exact_match": "instruct", "normalized_exact_match": "instruct",
     # interaction and exercises

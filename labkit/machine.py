@@ -2,7 +2,8 @@
 
 Checks Python and package versions against what the course needs, says which device
 training will use and why, describes the GPU if there is one, measures matrix-multiply
-speed (later chapters turn it into run-time estimates), and verifies the shipped datasets.
+speed (later chapters turn it into run-time estimates), and verifies the shipped datasets and
+SmolLM2's model file (chapter 06d).
 Every problem comes with a one-line fix.
 """
 from __future__ import annotations
@@ -214,6 +215,11 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
 
     for name, ok, message in dataset_status():
         report.checks.append(Check(f"dataset {name}", ok, message.split("\n")[0], "" if ok else _dataset_fix(message)))
+
+    from .smollm2 import model_file_status
+
+    ok, detail, fix = model_file_status()  # hashes the 98 MB file once per process (~0.3 s)
+    report.checks.append(Check("model SmolLM2", ok, detail, fix))
     return report
 
 
