@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import distributed
 from .loop import atomic_save
 
 if TYPE_CHECKING:
@@ -353,7 +354,8 @@ class BestCheckpoint(Callback):
         self.best, self.best_epoch = value, state.epoch
         self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
         if self.path is not None:
-            atomic_save(self.best_state, self.path)
+            if distributed.is_main():  # under DDP every rank holds the same weights: one writes
+                atomic_save(self.best_state, self.path)
 
     def on_fit_end(self, state: FitState) -> None:
         if self.restore and self.best_state is not None:

@@ -558,11 +558,20 @@ def load_instructions(split: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- batches
 
 
-def make_loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+def make_loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, *,
+                rank: int = 0, world: int = 1) -> DataLoader:
     """A DataLoader; for a `TensorDataset` it slices whole batches at once, which is much faster
-    than collating examples one by one."""
+    than collating examples one by one. With ``world`` > 1 ranks (DDP, `labkit.distributed`) it
+    serves rank ``rank``'s share of the same shuffled order (``Shard``)."""
+    from .distributed import Shard
+
     if isinstance(data, TensorDataset):
-        order = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+        order: Any = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+        if world > 1:
+            order = Shard(order, rank, world)
         # `generator` is passed on too, so both paths draw the same shuffling order.
         return DataLoader(data, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False), generator=generator)
+    if world > 1:
+        base = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+        return DataLoader(data, batch_size=batch_size, sampler=Shard(base, rank, world), generator=generator)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)

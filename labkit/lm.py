@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .callbacks import Callback, CallbackList, GradientClipping, default_callbacks, in_notebook
 from .device import get_device
 from .loop import History, TrainState, atomic_save, make_optimizer, run_periods
@@ -180,7 +181,7 @@ def train_lm(
     ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision.
     The stop button ends training cleanly and keeps the history and the last checkpoint.
     """
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = distributed.init_from_env(device if isinstance(device, torch.device) else get_device(device))
     block_size = block_size or _model_block_size(model)
     _check_lm_arguments(steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
                         accumulation_steps=accumulation_steps, eval_every=eval_every, train_data=train_data,
@@ -201,27 +202,36 @@ def train_lm(
     if resume and checkpoint is not None and Path(checkpoint).exists():
         _restore(state, Path(checkpoint))
 
+    main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     hooks = CallbackList([
         WarmupCosine(lr, steps, warmup_steps, min_lr),
         *([GradientClipping(grad_clip)] if grad_clip else []),
-        *default_callbacks(verbose, callbacks, plot_metrics=[]),  # the loss panel only
-        *([SampleText(tokenizer, sample_prompt, sample_tokens, seed=seed)] if tokenizer is not None else []),
+        *default_callbacks(verbose and main, callbacks, plot_metrics=[]),  # the loss panel only
+        *([SampleText(tokenizer, sample_prompt, sample_tokens, seed=seed)] if tokenizer is not None and main else []),
         *callbacks,
-        *([RunCheckpoint(checkpoint)] if checkpoint is not None else []),
+        *([RunCheckpoint(checkpoint)] if checkpoint is not None and main else []),
     ])
+    net = distributed.wrap(model, device)  # under DDP it averages the gradients over the ranks
     flops_per_token = _flops_per_token(model, block_size)
     peak = peak_flops or _measured_peak(device)
 
     def compute_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
-        return lm_loss(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        return lm_loss(net(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+
+    def micro_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        if world == 1:
+            return get_batch(train_data, batch_size, block_size, state.generator)
+        # every rank draws the same windows for all ranks (one generator, one seed) and keeps its share:
+        # together the ranks see exactly the batch of world × batch_size one process would
+        x, y = get_batch(train_data, batch_size * world, block_size, state.generator)
+        return x[rank * batch_size:(rank + 1) * batch_size], y[rank * batch_size:(rank + 1) * batch_size]
 
     def periods():
         """One period per ``eval_every`` steps (the first and last may be shorter, after a resume)."""
         while state.step < steps:
             period_end = min(steps, (state.step // eval_every + 1) * eval_every)
-            yield ([get_batch(train_data, batch_size, block_size, state.generator) for _ in range(accumulation_steps)]
-                   for _ in range(period_end - state.step))
+            yield ([micro_batch() for _ in range(accumulation_steps)] for _ in range(period_end - state.step))
 
     def interrupted(state: TrainState) -> str:
         return (f"interrupted (stop button) at step {state.step}; the history of {history.epochs} evaluations is kept"
@@ -244,7 +254,7 @@ def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor |
     row = {"step": float(state.step), "train_loss": estimate_loss(state.model, train_data, **kw)}
     if val_data is not None:
         row["val_loss"] = estimate_loss(state.model, val_data, **kw)
-    s_tokens = state.period_steps * s["batch_size"] * s["block_size"] * s["accumulation_steps"]
+    s_tokens = state.period_steps * s["batch_size"] * s["block_size"] * s["accumulation_steps"] * distributed.world_size()
     tokens_per_s = s_tokens / state.period_time if state.period_time > 0 else math.nan
     row.update(lr=state.optimizer.param_groups[0]["lr"], tokens_per_s=tokens_per_s,
                mfu=tokens_per_s * flops_per_token / peak)

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
+
 __all__ = ["History", "TrainState", "run_periods", "optimizer_step", "make_optimizer", "atomic_save"]
 
 
@@ -111,7 +113,7 @@ def optimizer_step(state: TrainState, micro_batches: Sequence[Any], compute_loss
     """One optimizer step over ``micro_batches`` (gradient accumulation when there are several).
 
     Each micro-batch's loss is divided by their number before its backward pass, so that the
-    gradients add up to those of the mean loss. If that loss is NaN or infinite, the step is
+    gradients add up to those of the mean loss. Under DDP the loss reported is the ranks' mean. If that loss is NaN or infinite, the step is
     not taken (no weight changes), ``state.stop`` is set with the reason, and False is returned.
     """
     model, optimizer = state.model, state.optimizer
@@ -125,6 +127,7 @@ def optimizer_step(state: TrainState, micro_batches: Sequence[Any], compute_loss
         loss.backward()
         total += loss.item()
         state.batch = batch
+    total = distributed.mean(total, state.device)  # over the ranks (DDP), so that all stop together
     state.loss = total
     if not math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from . import distributed
 from .callbacks import Callback, CallbackList, default_callbacks
 from .data import make_loader
 from .device import get_device
@@ -122,12 +123,14 @@ def fit(
     The stop button (KeyboardInterrupt) ends training cleanly: the history so far is returned.
     """
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, train_data=train_data, val_data=val_data)
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = distributed.init_from_env(device if isinstance(device, torch.device) else get_device(device))
     if seed is not None:
         seed_everything(seed)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.to(device)
-    train_loader = make_loader(train_data, batch_size, shuffle=True, generator=generator)
+    train_loader = make_loader(train_data, batch_size, shuffle=True, generator=generator,
+                               rank=distributed.rank(), world=distributed.world_size())  # under DDP: this rank's share
+    net = distributed.wrap(model, device)  # under DDP it averages the gradients over the ranks
     val_loader = make_loader(val_data, max(batch_size, 256), shuffle=False) if val_data is not None else None
     opt = make_optimizer(optimizer, model, lr, weight_decay)
     if metrics is None:  # accuracy for classification losses; none for, say, regression
@@ -137,12 +140,12 @@ def fit(
 
     state = FitState(model, opt, device, epochs, len(train_loader), History(), val_loader is not None)
     running = _RunningMetrics(metric_fns, device)
-    hooks = CallbackList([running, *default_callbacks(verbose, callbacks), *callbacks])
+    hooks = CallbackList([running, *default_callbacks(verbose and distributed.is_main(), callbacks), *callbacks])
     _check_first_batch(model, train_data, loss_fn, device)
 
     def compute_loss(batch: Any) -> torch.Tensor:
         x, y = _to(batch[0], device), _to(batch[1], device)
-        state.output = model(x)
+        state.output = net(x)
         state.batch = (x, y)
         return _compute_loss(loss_fn, state.output, y)
 
@@ -190,7 +193,11 @@ class _RunningMetrics(Callback):
                 self.totals[name] += fn(state.output.detach(), y) * n
 
     def means(self) -> dict[str, float]:
-        return {f"train_{k}": float(v) / max(self.seen, 1) for k, v in self.totals.items()}
+        """The epoch's means (over every rank's batches, under DDP)."""
+        names = list(self.totals)
+        sums = distributed.total([float(self.totals[k]) for k in names] + [float(self.seen)], self.device)
+        seen = max(sums[-1], 1)
+        return {f"train_{k}": value / seen for k, value in zip(names, sums)}
 
 
 def _compute_loss(loss_fn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
