@@ -1,4 +1,4 @@
-"""Checks for chapter 06 (practice II: pretraining a GPT), split over three notebooks.
+"""Checks for chapter 06 (practice II: pretraining a GPT), split over four notebooks.
 
 Each notebook's checks live in its own module; importing them here registers every
 exercise of the chapter, so ``check("06.5", …)`` works from any of the notebooks:
@@ -6,5 +6,6 @@ exercise of the chapter, so ``check("06.5", …)`` works from any of the noteboo
 - ``ch06a`` (06a_tokens_and_attention): 06.1–06.3
 - ``ch06b`` (06b_pretraining): 06.4–06.5
 - ``ch06c`` (06c_sampling_and_kv_cache): 06.6–06.8
+- ``ch06d`` (06d_real_llm): 06.9–06.11
 """
-from labkit.checks import ch06a, ch06b, ch06c  # noqa: F401  (importing registers the exercises)
+from labkit.checks import ch06a, ch06b, ch06c, ch06d  # noqa: F401  (importing registers the exercises)
