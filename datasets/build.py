@@ -330,7 +330,7 @@ LARGE_MODELS_COLUMNS = (
     "name", "year", "organisation", "domain", "parameters", "training_tokens", "training_flop",
     "flop_kind", "accelerator", "accelerator_hours", "source", "note",
 )
-LARGE_MODELS: list[dict[str, object]] = [
+LARGE_MODELS: list[dict[str, object] | None] = [
     dict(name="LeNet-5", year=1998, organisation="AT&T Labs", domain="vision", parameters=60_000,
          source="Gradient-Based Learning Applied to Document Recognition, LeCun, Bottou, Bengio and Haffner, "
                 "Proceedings of the IEEE 86(11), 1998, doi:10.1109/5.726791",
@@ -410,13 +410,28 @@ LARGE_MODELS: list[dict[str, object]] = [
          source="The Llama 3 Herd of Models, Llama Team, AI @ Meta, arXiv:2407.21783",
          note="405B parameters pre-trained on 15.6T tokens with 3.8e25 FLOP (the paper's figures), on up to "
               "16,384 H100 GPUs"),
-    dict(name="course GPT", year=2026, organisation="this course", domain="language", parameters=2_732_160,
-         training_tokens=7_372_800,
-         source="this course, checkpoints/shakespeare_char/meta.json",
-         note="this course: the character-level Shakespeare GPT it ships (6 layers, 192 wide; 1,200 steps of "
-              "24 × 256 characters on a 2-core CPU, tools/train_checkpoints.py); chapter 06b pretrains a smaller "
-              "one in about two minutes"),
+    None,  # the course's own GPT: course_gpt_row() reads it from the shipped checkpoint
 ]
+COURSE_CHECKPOINT = HERE.parent / "checkpoints" / "shakespeare_char"
+
+
+def course_gpt_row() -> dict[str, object]:
+    """The last row: the character-level Shakespeare GPT the course ships, read from its own
+    meta.json and config.json, so that the table follows whenever the checkpoint is retrained."""
+    meta = json.loads((COURSE_CHECKPOINT / "meta.json").read_text(encoding="utf-8"))
+    config = json.loads((COURSE_CHECKPOINT / "config.json").read_text(encoding="utf-8"))
+    batch = meta["settings"]["batch_size"]
+    return dict(
+        name="course GPT", year=2026, organisation="this course", domain="language",
+        parameters=meta["parameters"], training_tokens=meta["steps"] * meta["tokens_per_step"],
+        source="this course, checkpoints/shakespeare_char/meta.json",
+        note=(f"this course: the character-level Shakespeare GPT it ships ({config['n_layer']} layers, "
+              f"{config['n_embd']} wide; {meta['steps']:,} steps of {batch} × {meta['tokens_per_step'] // batch} "
+              f"characters on a 2-core CPU, tools/train_checkpoints.py); chapter 06b pretrains a smaller one "
+              f"in about two minutes"),
+    )
+
+
 LARGE_MODELS_FILE = "large_models/large_models.csv"
 
 
@@ -424,6 +439,7 @@ def large_models_rows() -> list[dict[str, object]]:
     """The rows to write: checked, with 6·N·D filled in (and marked "estimated") where compute was not published."""
     rows, names = [], set()
     for entry in LARGE_MODELS:
+        entry = course_gpt_row() if entry is None else entry
         row = {column: entry.get(column) for column in LARGE_MODELS_COLUMNS}
         unknown = set(entry) - set(LARGE_MODELS_COLUMNS)
         name = row["name"]
@@ -1135,6 +1151,59 @@ def build_instructions(out_dir: Path, work_dir: Path, fetch: bool = False) -> li
     return [f"{INSTRUCTIONS_FOLDER}/{split}.jsonl" for split in INSTRUCTION_SPLITS]
 
 
+# --------------------------------------------------------------------------- a Chinese font for figures
+
+MPLFONTS_PYPI = ("mplfonts==0.0.11", "mplfonts-0.0.11-py3-none-any.whl",
+                 "b5e05ba7fd9a59cae48d1db41f657f50e6765e6f04b8d78504438b93a66b6e13")
+NOTO_MEMBER = "mplfonts/fonts/NotoSansCJKsc-Regular.otf"  # Noto Sans CJK SC, SIL Open Font License 1.1
+CJK_FONT_FILE = "fonts/NotoSansCJKsc-course.otf"
+CJK_TEXT_SOURCES = ("tang_poems/poems.txt", "tang_poems/poems_meta.tsv", "chinese_reviews/train.tsv",
+                    "chinese_reviews/val.tsv", "chinese_reviews/test.tsv", "instructions/train.jsonl",
+                    "instructions/val.jsonl", "instructions/test.jsonl")
+
+
+def gb2312_characters() -> set[str]:
+    """Every character of GB 2312, the basic simplified-Chinese set (6,763 hanzi plus punctuation)."""
+    chars = set()
+    for high in range(0xA1, 0xF8):
+        for low in range(0xA1, 0xFF):
+            try:
+                chars.add(bytes([high, low]).decode("gb2312"))
+            except UnicodeDecodeError:
+                continue
+    return chars
+
+
+def build_cjk_font(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """Noto Sans CJK SC cut down to the characters the course can draw: all of GB 2312 and every
+    character of the shipped Chinese texts (16 MB → about 2 MB). matplotlib has no Chinese font of
+    its own; ``labkit.plots`` registers this one, so that figure labels can be written in Chinese."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    wheel = fetch_pypi(*MPLFONTS_PYPI, work_dir)
+    with zipfile.ZipFile(wheel) as archive:
+        (work_dir / "noto.otf").write_bytes(archive.read(NOTO_MEMBER))
+    wanted = gb2312_characters()
+    for rel in CJK_TEXT_SOURCES:
+        path = out_dir / rel if (out_dir / rel).exists() else HERE / rel  # --check builds into a temp folder
+        if not path.exists():
+            raise SystemExit(f"{rel} is missing: build its dataset first (python datasets/build.py), "
+                             "or restore it with git checkout -- datasets/")
+        wanted |= {c for c in path.read_text(encoding="utf-8") if ord(c) >= 0x2E80}
+    options = subset.Options()
+    options.layout_features, options.name_IDs, options.notdef_outline = [], ["*"], True
+    font = TTFont(work_dir / "noto.otf", recalcTimestamp=False)  # no build date inside: rebuilds are identical
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=sorted(ord(c) for c in wanted))
+    subsetter.subset(font)
+    (out_dir / CJK_FONT_FILE).parent.mkdir(parents=True, exist_ok=True)
+    font.save(work_dir / "subset.otf")
+    write_atomically(out_dir / CJK_FONT_FILE, (work_dir / "subset.otf").read_bytes())
+    print(f"  {len(wanted):,} characters kept")
+    return [CJK_FONT_FILE]
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths written, relative to out_dir
@@ -1149,7 +1218,8 @@ BUILDERS: dict[str, Builder] = {
     "gpt2_bpe": build_gpt2_bpe,
     "rotten_tomatoes": build_rotten_tomatoes,
     "chinese_reviews": build_chinese_reviews,
-    "instructions": build_instructions,  # last: made from the files above
+    "instructions": build_instructions,  # made from the files above
+    "cjk_font": build_cjk_font,  # last: keeps every character of the Chinese files above
 }
 
 

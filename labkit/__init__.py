@@ -43,6 +43,10 @@ PUBLIC: dict[str, str] = {
 }
 
 __version__ = "0.1.0"
+
+from .fonts import register_chinese_font as _register_chinese_font  # noqa: E402
+
+_register_chinese_font()  # figures can label Chinese in Chinese (matplotlib has no font for it)
 __all__ = sorted(PUBLIC)
 
 

@@ -22,6 +22,8 @@ which file and how to get it back, instead of a strange error deep inside traini
     'gpt2.tiktoken'
     >>> sorted(load_instructions("test")[0])                   # instruction tuning: one dict per record
     ['input', 'instruction', 'lang', 'output', 'task']
+    >>> cjk_font_path().name                                   # a Chinese font for figures (labkit.plots uses it)
+    'NotoSansCJKsc-course.otf'
 
 Nothing here downloads anything: ``datasets/build.py`` rebuilds the files from the package
 registries they came from (see ``datasets/README.md``).
@@ -186,6 +188,14 @@ REGISTRY: dict[str, DatasetEntry] = {
         description="JSON Lines {instruction, input, output, task, lang}: sentiment, continue, speaker, "
                     "count_lines, count_chars, next_line; 6000 train / 512 val / 512 test, 8 (task, language) "
                     "pairs in equal numbers. It teaches following a format, not knowledge.",
+    ),    "cjk_font": DatasetEntry(
+        name="cjk_font",
+        title="Noto Sans CJK SC, cut down to GB 2312 and the characters of the shipped Chinese texts",
+        files=("fonts/NotoSansCJKsc-course.otf",),
+        source="PyPI mplfonts 0.0.11 (its NotoSansCJKsc-Regular.otf), subset by datasets/build.py with fontTools",
+        licence="SIL Open Font License 1.1 (Google, Adobe)",
+        description="matplotlib ships no Chinese font; labkit.plots registers this one so that figures can "
+                    "label Chinese in Chinese.",
     ),
 }
 
@@ -553,6 +563,13 @@ def load_instructions(split: str) -> list[dict[str, str]]:
                                f"line {number} is not a record with the str fields {', '.join(INSTRUCTION_FIELDS)}")
         records.append(record)
     return records
+
+
+def cjk_font_path() -> Path:
+    """The course's Chinese font (checked against SHA256SUMS): Noto Sans CJK SC, cut down to the
+    characters the course can draw. ``labkit.plots`` registers it with matplotlib."""
+    verify("cjk_font")
+    return DATA_DIR / REGISTRY["cjk_font"].files[0]
 
 
 # --------------------------------------------------------------------------- batches

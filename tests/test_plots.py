@@ -1,5 +1,7 @@
 """Tests for labkit.plots: each function returns a Figure with the right axes, images and
 text, and none leaves a figure behind in pyplot."""
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -343,3 +345,37 @@ def test_figures_show_in_notebooks_and_save(tmp_path):
         assert repr(fig).startswith("<Figure size")
         fig.savefig(tmp_path / f"{k}.png")
         assert (tmp_path / f"{k}.png").stat().st_size > 1000
+
+
+def test_chinese_labels_render_with_the_shipped_font(recwarn):
+    """matplotlib warns "Glyph … missing from font(s)" and draws boxes when no font has a character."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import labkit  # noqa: F401  (registers the font)
+    from labkit.fonts import CHINESE_FONT
+
+    assert CHINESE_FONT in matplotlib.rcParams["font.family"]
+    fig = Figure(figsize=(4, 2))
+    ax = fig.subplots()
+    ax.set_title("唐诗 · 字频：春眠不觉晓")
+    ax.set_xticks([0, 1], ["正面 positive", "负面 negative"])
+    ax.text(0.5, 0.5, "床前明月光，疑是地上霜。")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph fails the test
+        fig.savefig(io.BytesIO(), format="png")
+
+
+def test_every_character_of_the_shipped_chinese_texts_is_in_the_font():
+    from fontTools.ttLib import TTFont
+
+    from labkit.data import DATA_DIR, cjk_font_path
+
+    covered = set(TTFont(cjk_font_path()).getBestCmap())
+    texts = ["tang_poems/poems.txt", "chinese_reviews/train.tsv", "instructions/train.jsonl"]
+    private_use = range(0xE000, 0xF900)  # a few reviews hold old phone emoji coded there: no font has them
+    used = {ord(c) for rel in texts for c in (DATA_DIR / rel).read_text(encoding="utf-8")
+            if ord(c) >= 0x2E80 and ord(c) not in private_use}
+    assert not used - covered, f"{len(used - covered)} characters missing, e.g. {[chr(c) for c in list(used - covered)[:5]]}"
