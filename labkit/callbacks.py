@@ -109,29 +109,38 @@ def _format_logs(logs: dict[str, float]) -> str:
 
 
 class Throttle:
-    """Says yes at most once every ``interval`` seconds: what keeps a live display's refreshes
-    bounded however fast the training steps come. ``clock`` is replaceable for tests."""
+    """Says yes at most once every ``interval`` seconds — and, once a run is long, at most once
+    every ``relative`` × the time since the first yes — so that a display's refreshes stay few
+    however fast the steps come and however long the run lasts: with ``interval`` 1 s and
+    ``relative`` 0.01, 100 in the first 100 s and about 100 · ln(t / 100 s) after that (≈ 210 in
+    5 minutes, ≈ 460 in an hour). ``clock`` is replaceable for tests."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if not interval >= 0:
-            raise ValueError(f"a refresh interval must be ≥ 0 seconds, got {interval!r}")
-        self.interval, self.clock = interval, clock
-        self.last = -math.inf
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, relative: float = 0.0) -> None:
+        if not interval >= 0 or not relative >= 0:
+            raise ValueError(f"a refresh interval must be ≥ 0 seconds, got {interval!r} (relative {relative!r})")
+        self.interval, self.relative, self.clock = interval, relative, clock
+        self.first = self.last = -math.inf
 
     def ready(self) -> bool:
-        """True (and the clock restarts) when ``interval`` seconds have passed since the last True."""
+        """True (and the clock restarts) when enough time has passed since the last True."""
         now = self.clock()
-        if now - self.last < self.interval:
+        if self.first == -math.inf:
+            self.first = now
+        elif now - self.last < max(self.interval, self.relative * (now - self.first)):
             return False
         self.last = now
         return True
+
+    def reset(self) -> None:
+        self.first = self.last = -math.inf
 
 
 # A notebook's outputs travel to the browser (and to nbval) as messages on the kernel's IOPub
 # channel. A bar redrawn ten times a second during a two-minute cell sent ~1,700 of them; past
 # ZeroMQ's queue limit (1,000 messages a socket) the newest are dropped, the cell's end with them.
-NOTEBOOK_REFRESH_S = 1.0  # the progress bar: at most one message a second
-NOTEBOOK_PLOT_REFRESH_S = 2.0  # the live plot: at most one figure every two seconds
+NOTEBOOK_REFRESH_S = 1.0  # the progress bar: at most one message a second …
+NOTEBOOK_PLOT_REFRESH_S = 2.0  # the live plot: at most one figure every two seconds …
+REFRESH_RELATIVE = 0.01  # … and, in a long run, at most one per 1% (bar) or 2% (plot) of the time so far
 
 
 class ProgressBar(Callback):
@@ -139,9 +148,9 @@ class ProgressBar(Callback):
 
     In a terminal it is a `tqdm` bar that also prints one line of results per epoch. In a
     notebook it is one line of output redrawn in place at most once every ``min_interval``
-    seconds, and once more when training ends: so however fast the steps and however long
-    the run, the bar sends at most one message a second to the notebook (plus one at the
-    end), and the saved notebook shows the finished bar as plain text.
+    seconds (and, in a long run, every 1% of the time so far: see `Throttle`), and once more
+    when training ends: however fast the steps and however long the run, the bar sends a few
+    hundred messages at most, and the saved notebook shows the finished bar as plain text.
     """
 
     def __init__(self, min_interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -153,7 +162,7 @@ class ProgressBar(Callback):
         self.total = state.total_steps
         self.notebook = in_notebook()
         interval = self.min_interval if self.min_interval is not None else (NOTEBOOK_REFRESH_S if self.notebook else 0.5)
-        self.throttle = Throttle(interval, self.clock)
+        self.throttle = Throttle(interval, self.clock, relative=REFRESH_RELATIVE if self.notebook else 0.0)
         self.initial, self.start = state.step, self.clock()
         self.description, self.postfix = f"{state.period} 1/{state.epochs}", ""
         if self.notebook:
@@ -211,8 +220,8 @@ class ProgressBar(Callback):
 class LivePlot(Callback):
     """Loss and metric curves redrawn in place as training goes (one figure, not one per epoch).
 
-    It redraws after an epoch at most once every ``min_interval`` seconds, and always shows
-    the last epoch when training ends: a run of many quick epochs sends a few figures, not
+    It redraws after an epoch at most once every ``min_interval`` seconds (and, in a long run,
+    every 2% of the time so far), and always shows the last epoch when training ends: a run of many quick epochs sends a few figures, not
     one per epoch. By default it draws into the notebook cell's output; pass an
     `ipywidgets.Image` as `image` to draw into a widget instead (the hyperparameter panel
     does). In a plain script it does nothing: use `history.plot()` after training.
@@ -225,7 +234,7 @@ class LivePlot(Callback):
         self.dpi = dpi
         self.metrics = metrics
         self.figsize = figsize
-        self.throttle = Throttle(min_interval, clock)
+        self.throttle = Throttle(min_interval, clock, relative=2 * REFRESH_RELATIVE)
         self.handle: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
@@ -234,7 +243,7 @@ class LivePlot(Callback):
         self.enabled = self.image is not None or in_notebook()
         self.figure = Figure(figsize=self.figsize, layout="constrained") if self.enabled else None
         self.handle = None
-        self.throttle.last = -math.inf
+        self.throttle.reset()
         self.drawn = 0  # how many epochs the figure on show has
 
     def on_epoch_end(self, state: FitState) -> None:

@@ -76,15 +76,23 @@ def simulated_run(monkeypatch, step_seconds: float, epoch_seconds: float, run_se
     return outputs, epochs * steps_per_epoch
 
 
-@pytest.mark.parametrize("step_seconds", [1e-4, 1e-3, 0.05, 2.0])  # a tiny MLP … a slow machine
-def test_progress_bar_sends_at_most_one_message_a_second(monkeypatch, step_seconds):
-    run_seconds = 300.0  # the longest a notebook may run
+def most_refreshes(seconds: float, interval: float, relative: float) -> float:
+    """What Throttle allows in a run of ``seconds``: one per ``interval`` until interval / relative,
+    then one per ``relative`` of the time so far (a logarithm's worth)."""
+    knee = interval / relative
+    return seconds / interval if seconds <= knee else knee / interval + math.log(seconds / knee) / relative
+
+
+@pytest.mark.parametrize("step_seconds, run_seconds", [(1e-4, 300), (1e-3, 300), (0.05, 300), (2.0, 300),
+                                                      (0.05, 900), (0.01, 3600)])  # a tiny MLP … a slow machine
+def test_progress_bar_messages_stay_few_whatever_the_speed_and_length(monkeypatch, step_seconds, run_seconds):
     outputs, steps = simulated_run(monkeypatch, step_seconds, epoch_seconds=max(step_seconds, 0.5),
                                    run_seconds=run_seconds, make_callbacks=lambda clock: [ProgressBar(clock=clock)])
     assert outputs.messages["display"] == 1  # one output, redrawn in place
     sent = outputs.messages["update"]
-    assert sent <= run_seconds / callbacks.NOTEBOOK_REFRESH_S + 2, (sent, steps)
-    assert sent >= min(steps, run_seconds / callbacks.NOTEBOOK_REFRESH_S) * 0.9  # it does keep the learner informed
+    assert sent <= most_refreshes(run_seconds, callbacks.NOTEBOOK_REFRESH_S, callbacks.REFRESH_RELATIVE) + 2, (sent, steps)
+    assert sent <= 500  # even an hour-long run
+    assert sent >= min(steps, 100) * 0.9  # it does keep the learner informed
 
 
 @pytest.mark.parametrize("epoch_seconds", [0.01, 0.5, 30.0])
@@ -99,11 +107,12 @@ def test_live_plot_redraws_at_most_every_two_seconds_and_shows_the_last_epoch(mo
     outputs, _ = simulated_run(monkeypatch, 0.01, epoch_seconds, run_seconds, make)
     figures = outputs.messages["display"] + outputs.messages["update"]
     epochs = round(run_seconds / epoch_seconds)
-    assert figures <= min(epochs, run_seconds / callbacks.NOTEBOOK_PLOT_REFRESH_S) + 2
+    assert figures <= min(epochs, most_refreshes(run_seconds, callbacks.NOTEBOOK_PLOT_REFRESH_S,
+                                                 2 * callbacks.REFRESH_RELATIVE)) + 2
     assert plots[0].drawn == epochs  # the figure left on show has every epoch
 
 
-def test_throttle_says_yes_once_per_interval():
+def test_throttle_says_yes_once_per_interval_then_once_per_share_of_the_time_so_far():
     clock = FakeClock()
     throttle = Throttle(1.0, clock)
     answers = []
@@ -111,6 +120,15 @@ def test_throttle_says_yes_once_per_interval():
         answers.append(throttle.ready())
         clock.now += 0.1
     assert sum(answers) == 5 and answers[0]
+    clock, slowing = FakeClock(), Throttle(1.0, FakeClock(), relative=0.1)
+    slowing.clock = clock
+    times = []
+    for _ in range(1000):
+        if slowing.ready():
+            times.append(clock.now)
+        clock.now += 0.5
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps[0] == 1.0 and gaps[-1] >= 0.1 * times[-2]  # every second at first, every 10% of the time later
     with pytest.raises(ValueError, match="≥ 0 seconds"):
         Throttle(-1.0)
 
