@@ -185,7 +185,7 @@ CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="
 _IMAGE_SRC_JS = "(cell) => cell.querySelector('.jp-OutputArea-output img')?.getAttribute('src') || ''"
 
 
-def run_notebook_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: float = 480) -> dict:
+def run_notebook_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: float = 900) -> dict:
     """Open a chapter, run all cells, move the tagged cell's first slider; returns what it saw."""
     name = lab.add_notebook(REPO / path)
     index = tagged_cell_index(REPO / path)
