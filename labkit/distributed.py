@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-__all__ = ["init_from_env", "rank", "world_size", "is_main", "mean", "wrap", "Shard"]
+__all__ = ["init_from_env", "rank", "world_size", "is_main", "barrier", "mean", "total", "wrap", "Shard"]
 
 
 def init_from_env(device: torch.device) -> torch.device:
@@ -51,6 +51,13 @@ def rank() -> int:
 def is_main() -> bool:
     """Rank 0: the one that shows progress, draws plots and writes files."""
     return rank() == 0
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing with one rank). Before a resume reads the
+    checkpoint file: rank 0 alone writes it, and another rank must not read an older one."""
+    if world_size() > 1:
+        dist.barrier()
 
 
 def mean(value: float, device: torch.device) -> float:

@@ -199,8 +199,10 @@ def train_lm(
     state = LMState(model, optimizer, device, epochs=1 + math.ceil(steps / eval_every), steps_per_epoch=eval_every,
                     history=history, has_validation=val_data is not None, period="evaluation",
                     generator=torch.Generator().manual_seed(seed), settings=settings, total_steps=steps)
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        _restore(state, Path(checkpoint))
+    if resume and checkpoint is not None:
+        distributed.barrier()  # rank 0 may still be writing the file the last run left
+        if Path(checkpoint).exists():
+            _restore(state, Path(checkpoint))
 
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     hooks = CallbackList([
