@@ -22,7 +22,6 @@ OUTPUT_TIMEOUT_S = 60
 # (tests/test_live_displays.py): ~300 in a 5-minute cell, ~500 in 15 minutes (the cell timeout
 # on a busy machine). Below ZeroMQ's 1,000 a socket, with room to spare.
 MAX_IOPUB_MESSAGES = 600
-_busiest: list[tuple[int, str]] = []  # (messages, cell) of every cell run, for the summary
 
 
 def pytest_collection_modifyitems(items):
@@ -51,7 +50,7 @@ def pytest_runtest_call(item):
     finally:
         del notebook.get_kernel_message  # the class's own method again
     total = sum(counted.values())
-    _busiest.append((total, item.nodeid))
+    item.user_properties.append(("iopub_messages", total))  # for the summary (reaches it from xdist's workers too)
     if total > MAX_IOPUB_MESSAGES:
         kinds = ", ".join(f"{n} {kind}" for kind, n in counted.most_common())
         pytest.fail(
@@ -64,7 +63,9 @@ def pytest_runtest_call(item):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _busiest:
-        top = sorted(_busiest, reverse=True)[:3]
+    busiest = [(value, report.nodeid) for kind in ("passed", "failed") for report in terminalreporter.stats.get(kind, [])
+               if report.when == "call" for name, value in report.user_properties if name == "iopub_messages"]
+    if busiest:
+        top = sorted(busiest, reverse=True)[:3]
         shown = "; ".join(f"{cell} {n}" for n, cell in top)
         terminalreporter.write_line(f"IOPub messages of the busiest cells (limit {MAX_IOPUB_MESSAGES}): {shown}")

@@ -3,8 +3,11 @@
 A learner's laptop is busy, and so is a CI machine that runs other work: there nbval failed
 chapter 06b's longest cell after it had finished ("Timeout … waiting for output"), because
 the progress bar had sent so many messages that ZeroMQ dropped the cell's last one. Here a
-cell trains for as long as the longest cell of any committed notebook, with the default
-progress bar and live plot, under nbval, while a CPU burner keeps both cores busy.
+cell trains with the default progress bar and live plot, under nbval, while a CPU burner keeps
+every core busy, for `SECONDS`: long enough that the bar and the plot have reached their slower,
+relative refresh. How many messages runs of up to an hour send is proven by the fake-clock
+simulation in test_live_displays.py (this test ran as long as the longest committed cell, 209 s,
+until the test stage had to fit CI's time limit).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SECONDS = 90
 
 
 def longest_committed_cell() -> tuple[float, str]:
@@ -52,24 +56,24 @@ def training_notebook(seconds: float) -> nbformat.NotebookNode:
 
 
 @pytest.mark.slow
-def test_the_longest_training_cell_passes_nbval_beside_a_cpu_burner():
-    seconds, where = longest_committed_cell()
-    assert seconds > 60, f"expected a long training cell in the committed notebooks, the longest is {where} ({seconds:.0f} s)"
+def test_a_long_training_cell_passes_nbval_beside_a_cpu_burner():
+    longest, where = longest_committed_cell()
+    assert longest < 900, f"{where} takes {longest:.0f} s: nbval's cell limit (Makefile) is 900 s"
     folder = REPO / "test-artifacts" / "busy-machine"  # inside the repository, so that its conftest (the IOPub guard) applies
     folder.mkdir(parents=True, exist_ok=True)
     notebook = folder / "long_training_cell.ipynb"
-    nbformat.write(training_notebook(seconds), notebook)
+    nbformat.write(training_notebook(SECONDS), notebook)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     try:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900",
-             "-p", "no:cacheprovider", "-q", str(notebook.relative_to(REPO))],
-            cwd=REPO, capture_output=True, text=True, timeout=seconds + 600,
+             "-p", "no:cacheprovider", "-p", "no:xdist", "-q", str(notebook.relative_to(REPO))],
+            cwd=REPO, capture_output=True, text=True, timeout=SECONDS + 600,
         )
     finally:
         for burner in burners:
             burner.kill()
             burner.wait()
     report = run.stdout[-3000:] + run.stderr[-2000:]
-    assert run.returncode == 0, f"nbval failed a {seconds:.0f} s training cell (as long as {where}) on a busy machine:\n{report}"
+    assert run.returncode == 0, f"nbval failed a {SECONDS} s training cell on a busy machine:\n{report}"
     assert "2 passed" in run.stdout, report

@@ -91,12 +91,14 @@ def test_widget_and_progress_cells_are_marked_for_nbval(path):
 
 
 @pytest.mark.parametrize("chapter", NOTEBOOKS)
-def test_at_most_one_browser_test_cell_and_it_has_a_slider(chapter):
+def test_at_most_one_browser_test_cell_and_it_has_a_slider_or_a_panel(chapter):
     tagged = [c for c in _cells(chapter) if "browser-test" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) <= 1
     if tagged:  # the browser test moves its first slider and waits for its figure to change
         source = "".join(tagged[0]["source"])
         assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+        if "HyperparameterPanel(" in source:  # a panel: the test moves its learning rate and presses Train
+            return
         assert re.search(r"widgets\.\w*Slider\(", source), "the browser test moves a slider: the cell needs one"
         if "interact(" in source:  # interact's first keyword argument becomes the first control
             first_control = source.index("widgets.", source.index("interact("))
@@ -126,3 +128,14 @@ def test_checking_leaves_the_notebooks_random_stream_alone(chapter, exercise_id)
     torch.manual_seed(7)
     assert check(exercise_id, ex.reference(), show=False).passed
     assert torch.equal(torch.randn(3), expected)
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_the_browser_tests_setup_cells_come_before_its_widget(chapter):
+    cells = _cells(chapter)
+    tagged = [i for i, c in enumerate(cells) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    setup = [i for i, c in enumerate(cells) if "browser-setup" in c.get("metadata", {}).get("tags", [])]
+    if setup:  # tests/browser runs these cells and then the widget's
+        assert tagged, "cells tagged browser-setup, but no browser-test cell to set up"
+        assert max(setup) < tagged[0], f"cells {[i for i in setup if i > tagged[0]]} are tagged browser-setup after the widget"
+        assert all(cells[i]["cell_type"] == "code" for i in setup), "only code cells can be tagged browser-setup"

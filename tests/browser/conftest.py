@@ -73,6 +73,11 @@ class LabServer:
         shutil.copyfile(source, target)
         return target.name
 
+    def write_notebook(self, name: str, notebook: dict) -> str:
+        """Write `notebook` (nbformat JSON) into the served folder as `name`; returns `name`."""
+        (self.root / name).write_text(json.dumps(notebook, ensure_ascii=False))
+        return name
+
     def log_tail(self, n: int = 40) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         return "\n".join(lines[-n:])
