@@ -3,9 +3,10 @@ that exists and that really uses the term.
 
 A row is `| English | 中文 | Chapter | One line |`. The English term may carry a short form or a
 second name in parentheses, as in "KV cache (key-value cache)": the row passes the chapter check when
-either form occurs in the linked notebook's text (markdown and code cells). Both sides are compared
-case-insensitively, with markdown emphasis and backticks dropped, and with "-", "_" and runs of
-whitespace read as one space, so that "Scaled dot-product attention" finds
+either form occurs in the linked notebook's text (markdown and code cells) as a whole word or phrase
+(a plural "s" or "es" allowed), so that "Nat" is not found inside "natural" but "Key" is found in
+"keys". Both sides are compared case-insensitively, with markdown emphasis and backticks dropped, and
+with "-", "_" and runs of whitespace read as one space, so that "Scaled dot-product attention" finds
 `F.scaled_dot_product_attention` and a term broken across two lines is still found.
 """
 from __future__ import annotations
@@ -55,6 +56,12 @@ def forms(term: str) -> list[str]:
     if not match:
         return [term]
     return [match.group(1)] + [alias.strip() for alias in match.group(2).split(",")]
+
+
+def occurs(form: str, text: str) -> bool:
+    """Whether a term's form occurs in normalised text as a whole word or phrase (or its plural)."""
+    pattern = rf"(?<![a-z0-9]){re.escape(normalise(form))}(?:s|es)?(?![a-z0-9])"
+    return re.search(pattern, text) is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,7 +148,7 @@ def test_every_term_occurs_in_its_chapter():
         if path is None:
             continue  # reported by test_every_chapter_link_resolves
         text = chapter_text(path)
-        if not any(normalise(form) in text for form in forms(cells[0])):
+        if not any(occurs(form, text) for form in forms(cells[0])):
             wrong.append(f"{where(number, cells)}: {' / '.join(map(repr, forms(cells[0])))} does not occur "
                          f"in {path.relative_to(REPO)} (link the chapter that explains it, or name the "
                          "term as that chapter does)")
