@@ -1,4 +1,4 @@
-"""Command line: `python -m labkit doctor` and `python -m labkit grade FOLDER`."""
+"""Command line: `python -m labkit doctor`, `python -m labkit grade FOLDER` and `python -m labkit train RECIPE`."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,12 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="check this machine for the course")
     doctor.add_argument("--no-benchmark", action="store_true", help="skip the ~1 s matrix-multiply measurement")
     commands.add_parser("grade", help="run a folder of submitted notebooks and score their exercises", add_help=False)
+    commands.add_parser("train", help="train one of the course's GPT recipes (torchrun can start it)", add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "train":
+        from .recipes import main as train_main
+
+        return train_main(rest)
     if args.command == "doctor":
         from .machine import doctor as run_doctor
 

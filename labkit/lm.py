@@ -76,18 +76,23 @@ def estimate_loss(
     device: torch.device | None = None,
     autocast: torch.dtype | None = None,
 ) -> float:
-    """Mean loss over ``batches`` fixed random windows of ``data`` (the same windows every call)."""
+    """Mean loss over ``batches`` fixed random batches of windows of ``data`` (the same windows
+    every call). Under DDP ``batch_size`` is a rank's share, as in ``train_lm``: every rank draws
+    the batches of ``batch_size × world_size`` windows one process would, measures its share,
+    and the ranks average, so the estimate is the one process's (call it on every rank)."""
     device = device or next(model.parameters()).device
     generator = torch.Generator().manual_seed(EVAL_SEED)
+    rank, world = distributed.rank(), distributed.world_size()
     was_training = model.training
     model.eval()
     total = 0.0
     for _ in range(batches):
-        x, y = get_batch(data, batch_size, block_size, generator)
+        x, y = get_batch(data, batch_size * world, block_size, generator)
+        x, y = x[rank * batch_size:(rank + 1) * batch_size], y[rank * batch_size:(rank + 1) * batch_size]
         with _autocast(device, autocast):
             total += lm_loss(model(x.to(device)), y.to(device)).item()
     model.train(was_training)
-    return total / batches
+    return distributed.mean(total / batches, device)
 
 
 # --------------------------------------------------------------------------- optimizer and schedule
