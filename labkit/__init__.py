@@ -28,6 +28,7 @@ PUBLIC: dict[str, str] = {
     "compare_tokenizers": "tokenizers",
     "GPT": "gpt", "GPTConfig": "gpt", "save_checkpoint": "gpt", "load_checkpoint": "gpt", "load_pretrained": "gpt",
     "train_lm": "lm", "get_batch": "lm", "lm_loss": "lm", "estimate_loss": "lm", "SampleText": "lm",
+    "CharRNN": "rnn", "RNNLayer": "rnn", "LSTMLayer": "rnn",
     # fine-tuning (chapter 07)
     "freeze": "finetune", "unfreeze": "finetune", "parameter_counts": "finetune", "trainable_summary": "finetune",
     "GPTClassifier": "finetune", "encode_batch": "finetune", "LoRALinear": "finetune", "apply_lora": "finetune",
