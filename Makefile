@@ -50,7 +50,7 @@ nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(NOTEBOOKS) -q $(call XDIST,loadfile)
 
 browser: $(STAMP)
-	$(BIN)/python -m pytest tests/browser -m browser -q $(call XDIST,load)
+	$(BIN)/python -m pytest tests/browser -m browser -q $(call XDIST,worksteal)
 
 notebooks: $(STAMP)  ## re-execute every notebook in place (commit the result)
 	$(BIN)/python tools/execute_notebooks.py

@@ -78,6 +78,14 @@ class LabServer:
         (self.root / name).write_text(json.dumps(notebook, ensure_ascii=False))
         return name
 
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel the server runs (a finished test's kernel would keep its memory)."""
+        with urllib.request.urlopen(f"{self.url}/api/kernels", timeout=10) as response:
+            kernels = json.loads(response.read())
+        for kernel in kernels:
+            request = urllib.request.Request(f"{self.url}/api/kernels/{kernel['id']}", method="DELETE")
+            urllib.request.urlopen(request, timeout=30).close()
+
     def log_tail(self, n: int = 40) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         return "\n".join(lines[-n:])
@@ -170,6 +178,16 @@ def browser() -> Iterator[object]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def lab(lab_server: LabServer) -> Iterator[LabServer]:
+    """The session's JupyterLab, with every kernel stopped after the test."""
+    yield lab_server
+    try:
+        lab_server.shutdown_kernels()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        print(f"could not stop the test's kernels: {error}")
 
 
 @pytest.fixture

@@ -145,8 +145,8 @@ def use_panel(page, artifacts: Path, stem: str, train_timeout_s: float) -> dict:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("case", NOTEBOOKS)
-def test_notebook_panel_in_jupyterlab(page, lab_server, artifacts, case: NotebookCase):
-    measured = run_notebook_and_use_panel(page, lab_server, case, artifacts)
+def test_notebook_panel_in_jupyterlab(page, lab, artifacts, case: NotebookCase):
+    measured = run_notebook_and_use_panel(page, lab, case, artifacts)
     print(f"\n{case.path}: " + ", ".join(f"{k} {v:.1f}s" for k, v in measured["times"].items())
           + f"; lr readout {measured['readout'][0]} -> {measured['readout'][1]}; status: {measured['status']}")
     widget_errors = [e for e in page.js_errors if "widget" in e.lower()]
@@ -199,7 +199,7 @@ CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="
 _IMAGE_SRC_JS = "(cell) => cell.querySelector('.jp-OutputArea-output img')?.getAttribute('src') || ''"
 
 
-def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: float = 600) -> dict:
+def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: float = 900) -> dict:
     """Open the widget's slice of a chapter, run all its cells, move the tagged cell's first
     slider (or use its HyperparameterPanel); returns what it saw."""
     notebook, index = widget_slice(REPO / path)
@@ -214,6 +214,8 @@ def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: 
     if cell.locator(PANEL).count():
         used = use_panel(page, artifacts, Path(name).stem, train_timeout_s=timeout_s)
         return {"run_all": run_all, "readout": used["readout"], "status": used["status"]}
+    if cell.locator(".widget-button").count():
+        return {"run_all": run_all, **use_button(page, cell, artifacts, Path(name).stem, timeout_s)}
     slider = cell.locator(".widget-slider").first
     cell.scroll_into_view_if_needed()
     page.wait_for_function(f"(cell) => ({_IMAGE_SRC_JS})(cell) !== ''", arg=cell.element_handle(), timeout=30_000)
@@ -235,10 +237,37 @@ def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: 
     return {"run_all": run_all, "readout": (before, readout.inner_text().strip()), "status": "figure redrawn"}
 
 
+def use_button(page, cell, artifacts: Path, stem: str, timeout_s: float) -> dict:
+    """A widget with a button (06d's chat): move the first slider one step right, press the
+    button, and wait until the output area shows text and the button is enabled again."""
+    slider = cell.locator(".widget-slider").first
+    readout = slider.locator(".widget-readout")
+    before = readout.inner_text().strip()
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
+    )
+    button = cell.locator(".widget-button").first
+    button.click()
+    page.wait_for_function(
+        """(cell) => {
+             const button = cell.querySelector('.widget-button');
+             const text = cell.querySelector('.widget-output')?.innerText.trim() || '';
+             return button && !button.disabled && text.length > 0;
+           }""",
+        arg=cell.element_handle(), timeout=timeout_s * 1000, polling=250,
+    )
+    text = cell.locator(".widget-output").first.inner_text().strip()
+    cell.screenshot(path=artifacts / f"{stem}-after.png")
+    assert "Traceback" not in text, f"pressing {button.inner_text()!r} failed:\n{text[:2000]}"
+    return {"readout": (before, readout.inner_text().strip()), "status": f"{button.inner_text()!r} wrote {len(text)} characters"}
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("path", CHAPTER_WIDGETS)
-def test_chapter_widget_works_in_jupyterlab(page, lab_server, artifacts, path: str):
-    seen = run_slice_and_move_slider(page, lab_server, path, artifacts)
+def test_chapter_widget_works_in_jupyterlab(page, lab, artifacts, path: str):
+    seen = run_slice_and_move_slider(page, lab, path, artifacts)
     print(f"\n{path}: run all {seen['run_all']:.1f}s; slider {seen['readout'][0]} -> {seen['readout'][1]}; {seen['status']}")
     widget_errors = [e for e in page.js_errors if "widget" in e.lower()]
     assert not widget_errors, f"JavaScript errors from the widgets: {widget_errors}"
