@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         sys.executable, "-m", "jupyterlab", "--no-browser",
         "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
         "--IdentityProvider.token=", "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",  # lets the `lab` fixture stop kernels through the REST API (else 403)
         f"--ServerApp.root_dir={root}", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -187,7 +189,7 @@ def lab(lab_server: LabServer) -> Iterator[LabServer]:
     try:
         lab_server.shutdown_kernels()
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        print(f"could not stop the test's kernels: {error}")
+        warnings.warn(f"could not stop the test's kernels (they keep their memory until the session ends): {error}", stacklevel=1)
 
 
 @pytest.fixture
