@@ -66,6 +66,18 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def rank_batch(data: torch.Tensor, batch_size: int, block_size: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``get_batch`` for this rank: every rank draws the windows of ``batch_size × world_size``
+    (one generator, one seed) and keeps its share, so that together the ranks see exactly the
+    batch one process would (one process: ``get_batch`` itself). x, y (batch_size, block_size)."""
+    rank, world = distributed.rank(), distributed.world_size()
+    x, y = get_batch(data, batch_size * world, block_size, generator)
+    if world == 1:
+        return x, y
+    return x[rank * batch_size:(rank + 1) * batch_size], y[rank * batch_size:(rank + 1) * batch_size]
+
+
 def estimate_loss(
     model: nn.Module,
     data: torch.Tensor,
@@ -82,13 +94,11 @@ def estimate_loss(
     and the ranks average, so the estimate is the one process's (call it on every rank)."""
     device = device or next(model.parameters()).device
     generator = torch.Generator().manual_seed(EVAL_SEED)
-    rank, world = distributed.rank(), distributed.world_size()
     was_training = model.training
     model.eval()
     total = 0.0
     for _ in range(batches):
-        x, y = get_batch(data, batch_size * world, block_size, generator)
-        x, y = x[rank * batch_size:(rank + 1) * batch_size], y[rank * batch_size:(rank + 1) * batch_size]
+        x, y = rank_batch(data, batch_size, block_size, generator)
         with _autocast(device, autocast):
             total += lm_loss(model(x.to(device)), y.to(device)).item()
     model.train(was_training)
@@ -209,7 +219,7 @@ def train_lm(
         if Path(checkpoint).exists():
             _restore(state, Path(checkpoint))
 
-    main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
+    main = distributed.is_main()
     hooks = CallbackList([
         WarmupCosine(lr, steps, warmup_steps, min_lr),
         *([GradientClipping(grad_clip)] if grad_clip else []),
@@ -227,12 +237,7 @@ def train_lm(
         return lm_loss(net(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
 
     def micro_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        if world == 1:
-            return get_batch(train_data, batch_size, block_size, state.generator)
-        # every rank draws the same windows for all ranks (one generator, one seed) and keeps its share:
-        # together the ranks see exactly the batch of world × batch_size one process would
-        x, y = get_batch(train_data, batch_size * world, block_size, state.generator)
-        return x[rank * batch_size:(rank + 1) * batch_size], y[rank * batch_size:(rank + 1) * batch_size]
+        return rank_batch(train_data, batch_size, block_size, state.generator)
 
     def periods():
         """One period per ``eval_every`` steps (the first and last may be shorter, after a resume)."""
