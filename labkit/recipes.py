@@ -2,7 +2,7 @@
 
     python -m labkit train shakespeare_char                          # train (or resume), then export
     torchrun --nproc_per_node=2 -m labkit train shakespeare_char     # the same run on 2 processes (DDP)
-    python -m labkit train tang_char --steps 200 --out /tmp/tang     # a shorter run, somewhere else
+    python -m labkit train tang_char --steps 200 --out runs          # a shorter run, into runs/tang_char
     python -m labkit train shakespeare_char --export                 # export the saved run as it stands
 
 Each recipe is data: the corpus, the tokenizer, the model and the training settings, one set

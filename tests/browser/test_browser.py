@@ -65,6 +65,19 @@ def _menu(page, menu: str, entry: str) -> None:
     page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(entry)}$")).click()
 
 
+def move_slider_right(page, slider) -> tuple[str, str]:
+    """Focus `slider`'s handle, press ArrowRight, wait until its readout changes; returns the
+    readout (before, after)."""
+    readout = slider.locator(".widget-readout")
+    before = readout.inner_text().strip()
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
+    )
+    return before, readout.inner_text().strip()
+
+
 def open_notebook(page, lab, name: str, timeout_s: float) -> None:
     """Open notebook `name` and wait until its kernel is connected and idle."""
     # "?reset": start from an empty workspace. The server remembers the notebooks earlier tests
@@ -109,15 +122,7 @@ def use_panel(page, artifacts: Path, stem: str, train_timeout_s: float) -> dict:
     keyboard, press Train, and check the curve, the status line and the results table."""
     panel = page.locator(PANEL).first
     panel.scroll_into_view_if_needed()
-    slider = panel.locator(".widget-slider").first
-    readout = slider.locator(".widget-readout")
-    before = readout.inner_text().strip()
-    slider.locator(".noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
-    )
-    after = readout.inner_text().strip()
+    before, after = move_slider_right(page, panel.locator(".widget-slider").first)
     assert float(after) > float(before), f"ArrowRight should raise the learning rate: {before} -> {after}"
     page.screenshot(path=artifacts / f"{stem}-before-train.png")
 
@@ -220,34 +225,20 @@ def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: 
     cell.scroll_into_view_if_needed()
     page.wait_for_function(f"(cell) => ({_IMAGE_SRC_JS})(cell) !== ''", arg=cell.element_handle(), timeout=30_000)
     src_before = cell.evaluate(_IMAGE_SRC_JS)
-    readout = slider.locator(".widget-readout")
-    before = readout.inner_text().strip()
     page.screenshot(path=artifacts / f"{Path(name).stem}-before.png")
-
-    slider.locator(".noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
-    )
+    readout = move_slider_right(page, slider)
     page.wait_for_function(
         f"([cell, old]) => {{ const src = ({_IMAGE_SRC_JS})(cell); return src !== '' && src !== old; }}",
         arg=[cell.element_handle(), src_before], timeout=timeout_s * 1000, polling=200,
     )
     cell.screenshot(path=artifacts / f"{Path(name).stem}-after.png")
-    return {"run_all": run_all, "readout": (before, readout.inner_text().strip()), "status": "figure redrawn"}
+    return {"run_all": run_all, "readout": readout, "status": "figure redrawn"}
 
 
 def use_button(page, cell, artifacts: Path, stem: str, timeout_s: float) -> dict:
     """A widget with a button (06d's chat): move the first slider one step right, press the
     button, and wait until the output area shows text and the button is enabled again."""
-    slider = cell.locator(".widget-slider").first
-    readout = slider.locator(".widget-readout")
-    before = readout.inner_text().strip()
-    slider.locator(".noUi-handle").focus()
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "([el, old]) => el.innerText.trim() !== old", arg=[readout.element_handle(), before], timeout=5_000
-    )
+    readout = move_slider_right(page, cell.locator(".widget-slider").first)
     button = cell.locator(".widget-button").first
     button.click()
     page.wait_for_function(
@@ -261,7 +252,7 @@ def use_button(page, cell, artifacts: Path, stem: str, timeout_s: float) -> dict
     text = cell.locator(".widget-output").first.inner_text().strip()
     cell.screenshot(path=artifacts / f"{stem}-after.png")
     assert "Traceback" not in text, f"pressing {button.inner_text()!r} failed:\n{text[:2000]}"
-    return {"readout": (before, readout.inner_text().strip()), "status": f"{button.inner_text()!r} wrote {len(text)} characters"}
+    return {"readout": readout, "status": f"{button.inner_text()!r} wrote {len(text)} characters"}
 
 
 @pytest.mark.browser
