@@ -63,6 +63,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pretraining.py
 	$(BIN)/python benchmarks/kv_cache.py
 	$(BIN)/python benchmarks/llm_generation.py
+	$(BIN)/python benchmarks/bpe_encode.py
 
 checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if there is one; resumes)
 	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char base_bpe

@@ -136,7 +136,7 @@ class SmolLM2Tokenizer:
     2. the pre-tokenizer splits the rest into chunks: "smollm" isolates every digit, then
        GPT-2's pattern splits words, numbers, punctuation and spaces;
     3. each chunk's UTF-8 bytes start as single-byte tokens and the merges apply by rank,
-       earliest first (the same loop as ``BPETokenizer._encode_chunk``); chunks are cached.
+       earliest first (the order of ``BPETokenizer._encode_chunk``); chunks are cached.
 
     "smollm" is llama.cpp's name for the pre-tokenizer of SmolLM2's own tokenizer.json (Hugging
     Face's ``Digits(individual_digits=True)`` then ``ByteLevel``). transformers, when it builds a

@@ -32,6 +32,7 @@ as `tiktoken` does, so the same merges always give the same ids.
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import operator
@@ -122,12 +123,41 @@ def _check_ids(ids: list[int], vocab_size: int, name: str) -> None:
 
 
 def _read_json(path: str | Path, kind: str) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON a tokenizer's `save` wrote, after checking that it is one, of this kind."""
+    from .files import read_json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {kind} file at {path}: write one with tokenizer.save({str(path)!r})")
+    data = read_json(path, f"{kind}.load reads the JSON file that {kind}.save writes: check the path.",
+                     problem=f"is not a {kind} file")
     found = data.get("type") if isinstance(data, dict) else None
     if found != kind:
         hint = f"; load it with {found}.load" if found in ("CharTokenizer", "BPETokenizer") else ""
         raise ValueError(f"{path} is not a {kind} file (its type is {found!r}){hint}")
     return data
+
+
+def _damaged(path: str | Path, kind: str, problem: str) -> ValueError:
+    """The error for a tokenizer file whose type is right but whose content is not."""
+    from .files import DamagedFileError
+
+    return DamagedFileError(
+        f"{path} is a damaged {kind} file: {problem}. Write it again with tokenizer.save(path) "
+        "from the tokenizer itself (or train the tokenizer again)."
+    )
+
+
+def _lone_surrogate(text: str) -> ValueError:
+    """The error for a text that holds half of a UTF-16 surrogate pair, which UTF-8 cannot encode."""
+    found = regex.search(r"[\ud800-\udfff]", text)
+    where = f"{found[0]!r} at position {found.start()}" if found else "a lone surrogate"
+    return ValueError(
+        f"the text holds {where}: half of a UTF-16 pair (a 'lone surrogate'), not a character, and UTF-8 "
+        "cannot encode it. Decoding with errors='surrogateescape' or a JSON escape cut in half makes them; "
+        "replace them with '�' first, as tiktoken does: "
+        "text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')"
+    )
 
 
 # ==================================================================================== characters
@@ -185,7 +215,13 @@ class CharTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
         """Read a tokenizer written by `save`."""
-        return cls(_read_json(path, "CharTokenizer")["chars"])
+        chars = _read_json(path, "CharTokenizer").get("chars")
+        if not isinstance(chars, list):
+            raise _damaged(path, "CharTokenizer", f"its chars should be a list of characters, got {chars!r:.60}") from None
+        try:
+            return cls(chars)
+        except ValueError as error:
+            raise _damaged(path, "CharTokenizer", f"its chars: {error}") from None
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
@@ -413,32 +449,59 @@ class BPETokenizer:
         return self.vocab[token_id]
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
-        """Apply the merges to one chunk by rank: always the earliest-learned pair first.
+        """Apply the merges to one chunk by rank: always the earliest-learned pair first, and of
+        several equal pairs the leftmost one.
 
-        A merge's rank is its new id (256 = learned first). Same result as minbpe's loop
-        (find the lowest-ranked pair, `merge` it everywhere, repeat), but faster: we keep the
-        rank of every adjacent pair in a list, merge the leftmost lowest one, and look up only
-        the two ranks next to it again.
+        A merge's rank is its new id (256 = learned first). Same ids as minbpe's loop (find the
+        lowest-ranked pair, `merge` it everywhere, repeat) and as tiktoken, but in time that grows
+        like n·log n with the chunk's n bytes, not n² (a long unsplit Chinese clause has
+        thousands): the tokens form a linked list, and a heap holds (rank, position) of every
+        mergeable adjacent pair. Pop the lowest; if the pair there is still the one pushed, merge
+        it and push the (at most two) new pairs it makes with its neighbours. An entry whose pair
+        has since changed is skipped ("lazy deletion", as in training). A merge's new pairs always
+        rank later than it (a token is made of earlier tokens), so this order is minbpe's.
         """
         ids = list(chunk)
+        n = len(ids)
         get = self.merges.get
-        never = 1 << 62  # the rank of a pair that was never learned
-        ranks = [get(pair, never) for pair in zip(ids, ids[1:])]  # ranks[i] is pair (ids[i], ids[i+1])
-        while ranks:
-            new_id = min(ranks)
-            if new_id == never:
-                break  # nothing left to merge
-            i = ranks.index(new_id)
-            ids[i : i + 2] = [new_id]
-            del ranks[i]
-            if i > 0:
-                ranks[i - 1] = get((ids[i - 1], new_id), never)
-            if i < len(ranks):
-                ranks[i] = get((new_id, ids[i + 1]), never)
-        return ids
+        heap = []  # (rank, position of the pair's left token)
+        for i in range(n - 1):
+            rank = get((ids[i], ids[i + 1]))
+            if rank is not None:
+                heap.append((rank, i))
+        if not heap:
+            return ids
+        heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
+        after = list(range(1, n + 1))  # after[i]: the position of the token that follows token i (n: none)
+        before = list(range(-1, n - 1))  # before[i]: the token before it (-1: none)
+        while heap:
+            new_id, i = pop(heap)
+            j = after[i]
+            if j == n or ids[i] < 0 or get((ids[i], ids[j])) != new_id:
+                continue  # out of date: token i was merged away, or a neighbour changed
+            ids[i], ids[j] = new_id, -1  # token i becomes the merged token; token j is gone
+            k = after[i] = after[j]
+            if k < n:
+                before[k] = i
+                rank = get((new_id, ids[k]))
+                if rank is not None:
+                    push(heap, (rank, i))
+            h = before[i]
+            if h >= 0:
+                rank = get((ids[h], new_id))
+                if rank is not None:
+                    push(heap, (rank, h))
+        return [token for token in ids if token >= 0]
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Text → ids, treating special-token strings as ordinary text."""
+        try:
+            return self._encode_ordinary(text)
+        except UnicodeEncodeError:
+            raise _lone_surrogate(text) from None
+
+    def _encode_ordinary(self, text: str) -> list[int]:
         ids: list[int] = []
         cache = self._cache
         for chunk in self._split.findall(text):
@@ -469,8 +532,14 @@ class BPETokenizer:
             allowed = set(allowed_special)
         else:
             raise ValueError(f'allowed_special must be "all", "none" or a set of strings, got {allowed_special!r}')
+        try:
+            return self._encode(text, allowed)
+        except UnicodeEncodeError:
+            raise _lone_surrogate(text) from None
+
+    def _encode(self, text: str, allowed: set[str]) -> list[int]:
         if not allowed:
-            return self.encode_ordinary(text)
+            return self._encode_ordinary(text)
         key = frozenset(allowed)
         if key not in self._special_splits:
             # Longest first, so a special token wins over another one that is a prefix of it.
@@ -482,7 +551,7 @@ class BPETokenizer:
             if i % 2 == 1:
                 ids.append(self.special_tokens[part])
             elif part:
-                ids.extend(self.encode_ordinary(part))
+                ids.extend(self._encode_ordinary(part))
         return ids
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
@@ -517,9 +586,24 @@ class BPETokenizer:
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
         """Read a tokenizer written by `save`."""
-        data = _read_json(path, "BPETokenizer")
-        merges = {(int(m[0]), int(m[1])): 256 + i for i, m in enumerate(data["merges"])}
-        return cls(merges, data["special_tokens"], pattern=data["pattern"], name=data.get("name", "bpe"))
+        kind = "BPETokenizer"
+        data = _read_json(path, kind)
+        try:
+            merges = {(int(m[0]), int(m[1])): 256 + i for i, m in enumerate(data["merges"])}
+        except (KeyError, TypeError, ValueError, IndexError):
+            shown = f"got {data['merges']!r:.60}" if "merges" in data else "it has none"
+            raise _damaged(path, kind, f"its merges should be a list of [first id, second id, text], {shown}") from None
+        specials, pattern = data.get("special_tokens"), data.get("pattern")
+        if not isinstance(specials, dict):
+            raise _damaged(path, kind, f"its special_tokens should be a dict text → id, got {specials!r:.60}")
+        if not isinstance(pattern, str):
+            raise _damaged(path, kind, f"its pattern should be a regular expression, got {pattern!r:.60}")
+        try:
+            return cls(merges, specials, pattern=pattern, name=data.get("name", "bpe"))
+        except regex.error as error:
+            raise _damaged(path, kind, f"its pattern {pattern!r:.60} is not a regular expression ({error})") from None
+        except ValueError as error:  # merges or special ids out of order: __init__ says which
+            raise _damaged(path, kind, str(error)) from None
 
     def __repr__(self) -> str:
         return (
@@ -575,7 +659,19 @@ def _gpt2_encoding(ranks_path: str) -> tiktoken.Encoding:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    # expected_hash: tiktoken refuses a damaged or different file instead of building a wrong GPT-2.
+    # A damaged or different file would build a wrong GPT-2. tiktoken checks expected_hash too, but
+    # its message speaks of a download to try again; this one says which file and how to restore it.
+    with open(ranks_path, "rb") as f:
+        found = hashlib.file_digest(f, "sha256").hexdigest()
+    if found != GPT2_RANKS_SHA256:
+        from .files import DamagedFileError
+
+        raise DamagedFileError(
+            f"{ranks_path} is not GPT-2's ranks file: its sha256 is {found[:12]}…, GPT-2's is {GPT2_RANKS_SHA256[:12]}…, "
+            "so it is damaged or a different file. Restore the course's copy with "
+            "`git checkout -- datasets/gpt2/gpt2.tiktoken` (or rebuild it: `python datasets/build.py gpt2_bpe`), "
+            "or give the path of an intact gpt2.tiktoken."
+        )
     ranks = load_tiktoken_bpe(ranks_path, expected_hash=GPT2_RANKS_SHA256)
     return tiktoken.Encoding(
         name="gpt2",

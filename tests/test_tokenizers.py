@@ -221,6 +221,77 @@ def test_bpe_encoding_matches_the_slow_definition(bpe):
     assert len(bpe.encode(ENGLISH)) < len(ENGLISH.encode("utf-8"))  # it did learn to compress
 
 
+def rescanning_encode_chunk(merges: dict, chunk: bytes) -> list[int]:
+    """`BPETokenizer._encode_chunk` as it was before it used a heap (commit 307363b): rescan the
+    ranks of all adjacent pairs for the lowest, merge the leftmost, repeat. Time grows like n²."""
+    ids = list(chunk)
+    never = 1 << 62
+    ranks = [merges.get(pair, never) for pair in zip(ids, ids[1:])]
+    while ranks:
+        new_id = min(ranks)
+        if new_id == never:
+            break
+        i = ranks.index(new_id)
+        ids[i : i + 2] = [new_id]
+        del ranks[i]
+        if i > 0:
+            ranks[i - 1] = merges.get((ids[i - 1], new_id), never)
+        if i < len(ranks):
+            ranks[i] = merges.get((new_id, ids[i + 1]), never)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def poem_bpe() -> BPETokenizer:
+    from labkit.data import load_poems
+
+    return BPETokenizer.train("\n".join(load_poems()[:1500]), vocab_size=700)
+
+
+def long_chunks(rng: random.Random) -> list[str]:
+    """Texts the split pattern leaves whole: long runs of letters, Chinese without punctuation,
+    repeats that overlap ('aaaa…'), emoji and digits."""
+    from labkit.data import load_poems
+
+    han = regex.sub(r"\P{Han}", "", "".join(load_poems()[:300]))
+    letters = "".join(rng.choice(["a", "b", "ab", "aaaa", "th", "e", "the", "é", "你", "好"]) for _ in range(800))
+    return [han[:2500], han[2500:2507], "床" * 701, "a" * 999, "ab" * 700 + "a", letters,
+            "🙂" * 300, "1234567890" * 50, "\n" * 500, ""]
+
+
+def test_bpe_long_chunks_encode_as_the_rescanning_loop_did(bpe, poem_bpe):
+    """The heap-based merge gives the very ids of the old quadratic loop, chunk by chunk."""
+    rng = random.Random(5)
+    for tok in (bpe, poem_bpe):
+        texts = long_chunks(rng) + SAMPLES + [random_text(rng, 500) for _ in range(20)]
+        for text in texts:
+            for chunk in regex.findall(tok.pattern, text) + [text]:
+                raw = chunk.encode("utf-8")
+                assert tok._encode_chunk(raw) == rescanning_encode_chunk(tok.merges, raw), chunk[:20]
+
+
+def test_bpe_long_chunks_encode_like_tiktoken(poem_bpe):
+    import tiktoken
+
+    tok = poem_bpe
+    ranks = {tok.token_bytes(i): i for i in range(256 + len(tok.merges))}
+    encoding = tiktoken.Encoding("poems", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=tok.special_tokens)
+    from labkit.data import load_poems
+
+    for text in long_chunks(random.Random(6)) + load_poems()[2000:2050]:
+        assert tok.encode(text) == encoding.encode(text, allowed_special="all")
+
+
+def test_bpe_encode_names_a_lone_surrogate(bpe):
+    """Half of a UTF-16 pair is a str character Python allows but UTF-8 cannot encode."""
+    for method in (bpe.encode, bpe.encode_ordinary):
+        with pytest.raises(ValueError) as info:
+            method("good text, then \ud83d alone<|endoftext|>")
+        text = str(info.value)
+        assert r"'\ud83d'" in text and "position 16" in text and "surrogatepass" in text
+        assert "codec" not in text and info.value.__cause__ is None
+
+
 def test_bpe_special_tokens(bpe):
     eot = bpe.special_tokens["<|endoftext|>"]
     assert eot == bpe.vocab_size - 1
@@ -267,6 +338,49 @@ def test_bpe_save_and_load_give_identical_encodes(bpe, tmp_path):
     for text in SAMPLES + [random_text(random.Random(7), 500)]:
         assert again.encode(text) == bpe.encode(text)
     with pytest.raises(ValueError, match="not a CharTokenizer file.*BPETokenizer.load"):
+        CharTokenizer.load(path)
+
+
+def test_tokenizer_load_says_which_file_is_not_a_tokenizer(bpe, tmp_path):
+    cases = {
+        "picture.png": b"\x89PNG\r\n\x1a\n\x00\x00",  # not text
+        "notes.txt": b"hello",  # text, not JSON
+        "empty.json": b"",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        for cls in (BPETokenizer, CharTokenizer):
+            with pytest.raises(ValueError, match=f"{name} is not a {cls.__name__} file: it is not JSON") as info:
+                cls.load(tmp_path / name)
+            assert info.value.__cause__ is None
+    with pytest.raises(FileNotFoundError, match=r"no BPETokenizer file at .*nope\.json.*\.save\("):
+        BPETokenizer.load(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda d: d.pop("merges"), "merges"),
+    (lambda d: d.__setitem__("merges", [[1]]), "merges"),
+    (lambda d: d.__setitem__("merges", [[300, 2, "x"]]), "merge number 0"),
+    (lambda d: d.__setitem__("special_tokens", ["<|endoftext|>"]), "special_tokens"),
+    (lambda d: d.__setitem__("pattern", "(unclosed"), "pattern"),
+])
+def test_a_damaged_bpe_file_names_the_file_and_the_field(bpe, tmp_path, change, what):
+    path = tmp_path / "bpe.json"
+    bpe.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        BPETokenizer.load(path)
+    text = str(info.value)
+    assert str(path) in text and what in text and "save" in text
+    assert info.value.__cause__ is None
+
+
+def test_a_damaged_char_file_names_the_file(tmp_path):
+    path = tmp_path / "chars.json"
+    path.write_text(json.dumps({"type": "CharTokenizer", "chars": 5}), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{path.name}.*chars"):
         CharTokenizer.load(path)
 
 
@@ -321,6 +435,21 @@ def test_gpt2_interface(gpt2):
 def test_gpt2_missing_file_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="ranks file is missing"):
         gpt2_tokenizer(tmp_path / "nope.tiktoken")
+
+
+def test_gpt2_damaged_ranks_file_is_named_without_download_advice(tmp_path):
+    from labkit.data import gpt2_ranks_path
+
+    damaged = bytearray(gpt2_ranks_path().read_bytes())
+    damaged[100] ^= 1
+    path = tmp_path / "gpt2.tiktoken"
+    path.write_bytes(damaged)
+    with pytest.raises(ValueError) as info:
+        gpt2_tokenizer(path)
+    text = str(info.value)
+    assert str(path) in text and "damaged" in text and "git checkout -- datasets/gpt2/gpt2.tiktoken" in text
+    assert "download" not in text and "try again" not in text
+    assert info.value.__cause__ is None
 
 
 # ============================================================================ comparing
