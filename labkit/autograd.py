@@ -90,9 +90,26 @@ class Value:
                             "for a Value exponent write (k * a.log()).exp()")
         if self.data == 0 and exponent < 0:
             raise ZeroDivisionError(f"0 ** {exponent} is infinite: the base is 0 and the exponent negative")
-        out = Value(self.data ** exponent, (self,), f"**{exponent:g}")
+        if self.data < 0 and not float(exponent).is_integer():
+            raise ValueError(
+                f"({self.data:g}) ** {exponent:g} is not a real number (it would be complex): a negative base "
+                "needs a whole-number exponent. Keep the base positive (for the root of a size |a|, write (a * a) ** 0.25)"
+            )
+        try:
+            result = self.data ** exponent
+        except OverflowError:
+            raise OverflowError(f"{self.data:g} ** {exponent:g} is too large for a float (the largest is about "
+                                "1.8e308): scale the base down") from None
+        out = Value(result, (self,), f"**{exponent:g}")
 
         def _backward() -> None:  # d(a**k)/da = k * a**(k-1)
+            if exponent == 0:
+                return  # a ** 0 is 1 whatever a is: no gradient (torch gives 0 too, also at a = 0)
+            if self.data == 0 and exponent < 1:
+                raise ZeroDivisionError(
+                    f"the slope of a ** {exponent:g} at a = 0 is infinite, so its gradient cannot be computed: "
+                    f"keep a away from 0, e.g. (a + 1e-8) ** {exponent:g}"
+                )
             self.grad += exponent * self.data ** (exponent - 1) * out.grad
 
         out._backward = _backward
@@ -153,7 +170,13 @@ class Value:
         return out
 
     def exp(self) -> "Value":
-        e = math.exp(self.data)
+        try:
+            e = math.exp(self.data)
+        except OverflowError:
+            raise OverflowError(
+                f"exp({self.data:g}) is too large for a float (exp of anything above 709.78 is): subtract the "
+                "largest value before exp, as a stable softmax does (exp(x - max)), or scale the inputs down"
+            ) from None
         out = Value(e, (self,), "exp")
 
         def _backward() -> None:  # d exp(a)/da = exp(a)

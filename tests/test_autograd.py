@@ -181,3 +181,18 @@ def test_errors_speak_to_the_learner():
     with pytest.raises(ValueError, match="activation must be one of"):
         Neuron(2, "gelu")
     assert math.isclose((Value(0.5) / 2).data, 0.25)
+
+
+def test_results_a_float_cannot_hold_are_explained():
+    with pytest.raises(OverflowError, match=r"exp\(1000\) is too large for a float.*709.*subtract the largest") as info:
+        Value(1000).exp()
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(OverflowError, match=r"10 \*\* 400 is too large for a float"):
+        Value(10) ** 400
+    with pytest.raises(ValueError, match=r"\(-8\) \*\* 0.5 is not a real number.*whole-number exponent"):
+        Value(-8) ** 0.5
+    assert (Value(-8) ** 3).data == -512 and (Value(-2) ** -1).data == -0.5  # whole exponents are fine
+    assert Value(-1000).exp().data == 0.0  # underflow is no error: exp(-1000) is 0 to a float
+    root = Value(0.0) ** 0.5
+    with pytest.raises(ZeroDivisionError, match=r"slope of a \*\* 0.5 at a = 0 is infinite"):
+        root.backward()
