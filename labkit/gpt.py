@@ -233,11 +233,7 @@ class GPT(nn.Module):
     def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Token ids (B, T) → the final hidden states (B, T, C): what lm_head reads (a classifier
         reads them too)."""
-        if idx.dim() != 2 or idx.is_floating_point():
-            raise ValueError(
-                f"idx must hold integer token ids of shape (B, T), got {idx.dtype} of shape {tuple(idx.shape)}: "
-                "one sequence of shape (T,) becomes a batch of one with idx[None]"
-            )
+        _check_idx(idx)
         B, T = idx.shape
         start = len(cache) if cache is not None else 0
         if start + T > self.config.block_size:
@@ -330,6 +326,12 @@ class GPT(nn.Module):
         ``stop_tokens`` ends generation once every sequence has produced one of them.
         """
         _check_sampling(temperature, top_k, top_p, max_new_tokens)
+        _check_idx(idx)
+        if idx.shape[1] == 0:
+            raise ValueError(
+                f"generate continues a prompt, but idx has no tokens (shape {tuple(idx.shape)}): "
+                "start from at least one token, e.g. torch.tensor([tokenizer.encode(\"\\n\")])"
+            )
         was_training = self.training
         self.eval()
         cache = KVCache(self.config.n_layer) if use_cache else None
@@ -350,6 +352,18 @@ class GPT(nn.Module):
                     break
         self.train(was_training)
         return idx
+
+
+def _check_idx(idx: torch.Tensor) -> None:
+    """Token ids must be an integer tensor (B, T): what forward and generate take."""
+    if not torch.is_tensor(idx):
+        raise ValueError(f"idx must hold integer token ids of shape (B, T), got a {type(idx).__name__}: "
+                         "a list of ids becomes a batch of one with torch.tensor([ids])")
+    if idx.dim() != 2 or idx.is_floating_point():
+        raise ValueError(
+            f"idx must hold integer token ids of shape (B, T), got {idx.dtype} of shape {tuple(idx.shape)}: "
+            "one sequence of shape (T,) becomes a batch of one with idx[None]"
+        )
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:

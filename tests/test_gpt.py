@@ -233,6 +233,23 @@ def test_model_input_errors_say_what_to_do():
         model(torch.zeros(1, 4))
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_names_a_prompt_of_the_wrong_shape_as_forward_does(use_cache):
+    model = tiny()
+    with pytest.raises(ValueError, match=r"idx must hold integer token ids of shape \(B, T\), got torch.int64 of "
+                                         r"shape \(5,\).*idx\[None\]") as info:
+        model.generate(tokens(5), 3, use_cache=use_cache)
+    assert info.value.__cause__ is None
+    with pytest.raises(ValueError, match=r"integer token ids.*torch.float32"):
+        model.generate(torch.zeros(1, 4), 3, use_cache=use_cache)
+    with pytest.raises(ValueError, match="integer token ids"):
+        model.generate(tokens(1, 0).reshape(1, 0, 1), 3, use_cache=use_cache)
+    with pytest.raises(ValueError, match=r"got a list: .*torch.tensor\(\[ids\]\)"):
+        model.generate([1, 2, 3], 3, use_cache=use_cache)
+    with pytest.raises(ValueError, match=r"no tokens \(shape \(1, 0\)\).*at least one token"):
+        model.generate(tokens(1, 0), 3, use_cache=use_cache)
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [
