@@ -140,3 +140,45 @@ def test_the_browser_tests_setup_cells_come_before_its_widget(chapter):
         assert tagged, "cells tagged browser-setup, but no browser-test cell to set up"
         assert max(setup) < tagged[0], f"cells {[i for i in setup if i > tagged[0]]} are tagged browser-setup after the widget"
         assert all(cells[i]["cell_type"] == "code" for i in setup), "only code cells can be tagged browser-setup"
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names the code binds anywhere, names it reads) — scope-blind, which is enough to find a
+    name that no cell of a slice defines. IPython's `%magic` and `!shell` lines are skipped."""
+    import ast
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    bound, read = set(), set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+    return bound, read
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_the_browser_tests_setup_cells_define_every_name_they_use(chapter):
+    """The browser test runs only the cells tagged browser-setup, then the widget cell: a name one
+    of them reads that none of them binds (a variable from an untagged cell) fails there, minutes
+    into a run; here it fails at once."""
+    import builtins
+
+    cells = _cells(chapter)
+    tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+    setup = [c for c, t in zip(cells, tags) if "browser-setup" in t]
+    if not setup:
+        return  # the browser runs every cell up to the widget
+    widget = [c for c, t in zip(cells, tags) if "browser-test" in t]
+    bound, read = _names("\n".join("".join(c["source"]) for c in setup + widget))
+    missing = sorted(read - bound - set(dir(builtins)) - {"get_ipython", "display", "In", "Out"})
+    assert not missing, (f"{chapter.name}: the browser slice reads {missing} but no cell tagged browser-setup "
+                         "defines them: tag the cells that do")
