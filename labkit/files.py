@@ -27,7 +27,19 @@ __all__ = ["DamagedFileError", "read_json", "read_safetensors", "read_torch_file
 
 
 class DamagedFileError(ValueError):
-    """A file is there but cannot be read as what it should be. The message names it and the fix."""
+    """A file is there but cannot be read as what it should be: ``"{path} {problem}. {fix}"``.
+
+    ``path``, ``problem`` and ``fix`` are kept, so that a caller who knows better what to do
+    (a shipped checkpoint is restored with git) can say so: ``error.with_fix("…")``.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = Path(path), problem, fix
+        super().__init__(f"{path} {problem}. {fix}")
+
+    def with_fix(self, fix: str) -> DamagedFileError:
+        """The same error with another ``fix``."""
+        return DamagedFileError(self.path, self.problem, fix)
 
 
 def read_json(path: str | os.PathLike, fix: str, *, problem: str = "is damaged") -> Any:
@@ -38,14 +50,13 @@ def read_json(path: str | os.PathLike, fix: str, *, problem: str = "is damaged")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DamagedFileError(
-            f"{path} {problem}: it is not JSON text (byte {error.start} is {error.object[error.start]:#04x}, "
-            f"not UTF-8). {fix}"
+            path, f"{problem}: it is not JSON text (byte {error.start} is {error.object[error.start]:#04x}, not UTF-8)", fix
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise DamagedFileError(
-            f"{path} {problem}: it is not JSON ({error.msg} at line {error.lineno}, column {error.colno}). {fix}"
+            path, f"{problem}: it is not JSON ({error.msg} at line {error.lineno}, column {error.colno})", fix
         ) from None
 
 
@@ -62,7 +73,7 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> tuple[dict[str, torch
         reason = str(error).removeprefix("Error while deserializing header: ")
         if "not fully covered" in reason or "too small" in reason:
             reason += ": it was cut short"
-        raise DamagedFileError(f"{path} is damaged or not a safetensors file ({reason}). {fix}") from None
+        raise DamagedFileError(path, f"is damaged or not a safetensors file ({reason})", fix) from None
     return tensors, metadata
 
 
@@ -80,14 +91,14 @@ def read_torch_file(path: str | os.PathLike, fix: str, map_location: Any = "cpu"
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         what = f"a Python object of type {found[1]}" if found else "Python objects"
         raise DamagedFileError(
-            f"{path} holds {what}, not only tensors, numbers and text, so labkit did not write it; "
-            f"labkit refuses such files, since opening one can run any code it carries. {fix}"
+            path, f"holds {what}, not only tensors, numbers and text, so labkit did not write it; "
+            "labkit refuses such files, since opening one can run any code it carries", fix
         ) from None
     except EOFError:
-        raise DamagedFileError(f"{path} is damaged: it is empty or cut short. {fix}") from None
+        raise DamagedFileError(path, "is damaged: it is empty or cut short", fix) from None
     except (RuntimeError, KeyError, ValueError, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
         first = str(error).split(". ")[0].strip() if isinstance(error, RuntimeError) else ""
         reason = f" ({first})" if first else ""
-        raise DamagedFileError(f"{path} is damaged or not a file torch.save wrote{reason}. {fix}") from None
+        raise DamagedFileError(path, f"is damaged or not a file torch.save wrote{reason}", fix) from None

@@ -26,8 +26,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from .files import DamagedFileError, read_json, read_safetensors, read_torch_file
 
 # Model sizes as a lookup table (minGPT's idea). vocab_size and block_size may be overridden.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -464,17 +466,25 @@ def _read_gpt2_directory(path: Path) -> tuple[dict[str, Any], dict[str, torch.Te
         raise ValueError(f"{path} is a file: give the directory that holds config.json and the weights ({path.parent})")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json: no Hugging Face checkpoint (it holds: {_listing(path)})")
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    fix = (f"Save the model there again (needs internet for the hub): "
+           f"GPT2LMHeadModel.from_pretrained(name).save_pretrained({str(path)!r})")
+    config = read_json(path / "config.json", fix)
+    if not isinstance(config, dict):
+        raise DamagedFileError(path / "config.json", f"should hold a JSON object, got a {type(config).__name__}", fix)
     if (path / "model.safetensors").is_file():
-        return config, load_file(path / "model.safetensors")
+        return config, read_safetensors(path / "model.safetensors", fix)[0]
     if (path / "model.safetensors.index.json").is_file():  # a big model split in several files
-        index = json.loads((path / "model.safetensors.index.json").read_text(encoding="utf-8"))
+        index = read_json(path / "model.safetensors.index.json", fix)
         weights: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            weights.update(load_file(path / shard))
+        try:
+            shards = sorted(set(index["weight_map"].values()))
+        except (KeyError, TypeError, AttributeError):
+            raise DamagedFileError(path / "model.safetensors.index.json", "has no weight_map of name → file", fix) from None
+        for shard in shards:
+            weights.update(read_safetensors(path / shard, fix)[0])
         return config, weights
     if (path / "pytorch_model.bin").is_file():
-        return config, torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return config, read_torch_file(path / "pytorch_model.bin", fix)
     raise FileNotFoundError(
         f"{path} has a config.json but no weights: expected model.safetensors or pytorch_model.bin "
         f"(it holds: {_listing(path)})"
@@ -630,14 +640,22 @@ def load_checkpoint(
             raise FileNotFoundError(
                 f"{directory} has no {name}, so save_checkpoint did not write it (it holds: {_listing(directory)})"
             )
-    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    fix = _checkpoint_fix(directory)
+    config = read_json(directory / CONFIG_FILE, fix)
+    if not isinstance(config, dict):
+        raise DamagedFileError(directory / CONFIG_FILE,
+                               f"should hold a JSON object of GPTConfig fields, got a {type(config).__name__}", fix)
     if "model_type" in config:
         raise ValueError(f"{directory} holds a Hugging Face checkpoint; read it with GPT.from_gpt2({str(directory)!r})")
     unknown = sorted(set(config) - {f.name for f in fields(GPTConfig)})
     if unknown:
         raise ValueError(f"{directory / CONFIG_FILE} has fields GPTConfig does not know: {unknown}")
-    model = GPT(GPTConfig(**config))
-    weights = load_file(directory / WEIGHTS_FILE)
+    try:
+        gpt_config = GPTConfig(**config)
+    except (TypeError, ValueError) as error:
+        raise DamagedFileError(directory / CONFIG_FILE, f"is damaged: {error}", fix) from None
+    model = GPT(gpt_config)
+    weights, _ = read_safetensors(directory / WEIGHTS_FILE, fix)
     if "transformer.wte.weight" in weights:
         weights["lm_head.weight"] = weights["transformer.wte.weight"]  # tied: one matrix, two names
     try:
@@ -645,12 +663,27 @@ def load_checkpoint(
     except RuntimeError as error:
         raise ValueError(f"the weights in {directory / WEIGHTS_FILE} do not fit its config.json: {error}") from None
     meta_path = directory / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    meta = read_json(meta_path, fix) if meta_path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise DamagedFileError(meta_path, f"should hold a JSON object (the checkpoint's notes), got a {type(meta).__name__}", fix)
     tokenizer_class = meta.pop("tokenizer_class", None)
-    tokenizer = _load_tokenizer(tokenizer_class, directory / TOKENIZER_FILE) if tokenizer_class else None
+    try:
+        tokenizer = _load_tokenizer(tokenizer_class, directory / TOKENIZER_FILE) if tokenizer_class else None
+    except DamagedFileError as error:  # its own fix says to save the tokenizer again: say this checkpoint's
+        if error.path != directory / TOKENIZER_FILE:
+            raise  # GPT-2's ranks file, which has its own fix
+        raise error.with_fix(fix) from None
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer, meta
+
+
+def _checkpoint_fix(directory: Path) -> str:
+    """What to do about a damaged file of the checkpoint in ``directory``: a shipped one is restored."""
+    if directory.name in SHIPPED and directory.resolve().parent == Path(CHECKPOINTS_DIR).resolve():
+        return (f"Restore it with `git checkout -- checkpoints/{directory.name}`, or retrain it with "
+                f"`python tools/train_checkpoints.py {directory.name}`.")
+    return f"Write the checkpoint again from the trained model with save_checkpoint(model, {str(directory)!r})."
 
 
 def _tokenizer_class(name: str) -> Any:

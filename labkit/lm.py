@@ -36,6 +36,7 @@ from torch import nn
 from . import distributed
 from .callbacks import Callback, CallbackList, GradientClipping, default_callbacks, in_notebook
 from .device import get_device
+from .files import DamagedFileError, read_torch_file
 from .loop import History, TrainState, atomic_save, make_optimizer, run_periods
 from .loop import _autocast
 
@@ -409,10 +410,10 @@ def _config_dict(model: nn.Module) -> dict[str, Any]:
 
 def _restore(state: LMState, path: Path) -> None:
     """Load a run saved by ``save_run`` into ``state`` (model, optimizer, step, history, randomness)."""
-    try:
-        payload = torch.load(path, map_location=state.device, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"could not read the run checkpoint {path} ({error}); delete it to start afresh") from None
+    payload = read_torch_file(path, "It cannot be resumed: delete it to start afresh (from step 0).", state.device)
+    if not isinstance(payload, dict) or not {"model", "optimizer", "step", "history", "settings"} <= payload.keys():
+        raise DamagedFileError(path, "is not a run file written by train_lm (it lacks the model, optimizer, step, "
+                               "history or settings)", "Delete it, or give another checkpoint path, to start afresh.")
     saved_config, config = payload.get("config", {}), _config_dict(state.model)
     if saved_config and config and saved_config != config:
         changed = {k: (saved_config.get(k), config.get(k)) for k in config if saved_config.get(k) != config.get(k)}

@@ -32,6 +32,7 @@ import torch
 
 from . import data, distributed
 from .device import get_device
+from .files import read_torch_file
 from .gpt import GPT, GPTConfig, save_checkpoint
 from .lm import train_lm
 from .tokenizers import BPETokenizer, CharTokenizer
@@ -143,7 +144,7 @@ def train(name: str, *, export_only: bool = False, steps: int | None = None, bat
         return None
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file} does not exist: train {name} first (without --export)")
-    run = torch.load(run_file, map_location="cpu", weights_only=True)
+    run = read_torch_file(run_file, f"Delete it and train again: python -m labkit train {name}")
     model.load_state_dict(run["model"])
     meta = dict(command=command or f"python -m labkit train {name}", world_size=world, corpus=recipe["corpus"],
                 settings=settings)

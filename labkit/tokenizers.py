@@ -142,10 +142,8 @@ def _damaged(path: str | Path, kind: str, problem: str) -> ValueError:
     """The error for a tokenizer file whose type is right but whose content is not."""
     from .files import DamagedFileError
 
-    return DamagedFileError(
-        f"{path} is a damaged {kind} file: {problem}. Write it again with tokenizer.save(path) "
-        "from the tokenizer itself (or train the tokenizer again)."
-    )
+    return DamagedFileError(path, f"is a damaged {kind} file: {problem}",
+                            "Write it again with tokenizer.save(path) from the tokenizer itself (or train it again).")
 
 
 def _lone_surrogate(text: str) -> ValueError:
@@ -667,10 +665,10 @@ def _gpt2_encoding(ranks_path: str) -> tiktoken.Encoding:
         from .files import DamagedFileError
 
         raise DamagedFileError(
-            f"{ranks_path} is not GPT-2's ranks file: its sha256 is {found[:12]}…, GPT-2's is {GPT2_RANKS_SHA256[:12]}…, "
-            "so it is damaged or a different file. Restore the course's copy with "
-            "`git checkout -- datasets/gpt2/gpt2.tiktoken` (or rebuild it: `python datasets/build.py gpt2_bpe`), "
-            "or give the path of an intact gpt2.tiktoken."
+            ranks_path, f"is not GPT-2's ranks file: its sha256 is {found[:12]}…, GPT-2's is {GPT2_RANKS_SHA256[:12]}…, "
+            "so it is damaged or a different file",
+            "Restore the course's copy with `git checkout -- datasets/gpt2/gpt2.tiktoken` (or rebuild it: "
+            "`python datasets/build.py gpt2_bpe`), or give the path of an intact gpt2.tiktoken."
         )
     ranks = load_tiktoken_bpe(ranks_path, expected_hash=GPT2_RANKS_SHA256)
     return tiktoken.Encoding(

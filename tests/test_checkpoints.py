@@ -58,3 +58,132 @@ def test_shakespeare_meets_the_course_target_and_every_checkpoint_trained_within
         meta = json.loads((REPO / "checkpoints" / name / "meta.json").read_text())
         if meta["device"].startswith("cpu"):
             assert meta["training_seconds"] <= 3600, f"{name} trained {meta['training_seconds'] / 60:.0f} min on a CPU"
+
+
+# ------------------------------------------------------------------ damaged files: which file, what is wrong, what to do
+
+
+def tiny_gpt(**overrides) -> "GPT":
+    from labkit.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**dict(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8), **overrides}))
+
+
+def cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def assert_readable(error: BaseException, path: Path, *words: str) -> str:
+    """The message names the file and the given words, hides the library's traceback, never
+    suggests weights_only=False."""
+    text = str(error)
+    assert str(path) in text, text
+    for word in words:
+        assert word in text, (word, text)
+    assert "False" not in text and "Traceback" not in text
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    return text
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    from labkit.gpt import save_checkpoint
+    from labkit.tokenizers import CharTokenizer
+
+    return save_checkpoint(tiny_gpt(), tmp_path / "run", tokenizer=CharTokenizer("hello world"), meta={"note": 1})
+
+
+@pytest.mark.parametrize("file, damage, words", [
+    ("model.safetensors", cut_short, ("is damaged or not a safetensors file", "cut short")),
+    ("model.safetensors", lambda p: p.write_bytes(b"not weights at all"), ("not a safetensors file",)),
+    ("config.json", lambda p: p.write_text('{"vocab_size": 11,'), ("is damaged: it is not JSON", "line 1")),
+    ("config.json", lambda p: p.write_bytes(b"\xff\xfe{}"), ("not JSON text", "not UTF-8")),
+    ("config.json", lambda p: p.write_text("[1, 2]"), ("a JSON object of GPTConfig fields, got a list",)),
+    ("config.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "n_layer": "two"})),
+     ("n_layer must be a whole number", "'two'")),
+    ("meta.json", lambda p: p.write_text("{oops"), ("is damaged: it is not JSON",)),
+    ("meta.json", lambda p: p.write_text('"just text"'), ("a JSON object", "got a str")),
+    ("tokenizer.json", cut_short, ("not a CharTokenizer file: it is not JSON",)),
+])
+def test_a_damaged_checkpoint_file_is_named_with_the_fix(saved, file, damage, words):
+    from labkit.gpt import load_checkpoint
+
+    damage(saved / file)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(saved)
+    text = assert_readable(info.value, saved / file, *words)
+    assert "save" in text  # what to do: write it again
+
+
+def test_a_damaged_shipped_checkpoint_says_how_to_restore_it(tmp_path, monkeypatch):
+    import shutil
+
+    from labkit import gpt
+
+    copy = tmp_path / "checkpoints"
+    shutil.copytree(REPO / "checkpoints" / "tang_char", copy / "tang_char")
+    monkeypatch.setattr(gpt, "CHECKPOINTS_DIR", copy)
+    for file in ("model.safetensors", "tokenizer.json"):
+        cut_short(copy / "tang_char" / file)
+        with pytest.raises(ValueError) as info:
+            gpt.load_pretrained("tang_char")
+        assert_readable(info.value, copy / "tang_char" / file, "git checkout -- checkpoints/tang_char",
+                        "python tools/train_checkpoints.py tang_char")
+        shutil.copy(REPO / "checkpoints" / "tang_char" / file, copy / "tang_char" / file)
+
+
+def test_a_damaged_hugging_face_directory_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from labkit.gpt import GPT
+
+    directory = tmp_path / "gpt2"
+    directory.mkdir()
+    (directory / "config.json").write_text('{"model_type": "gpt2", ')
+    with pytest.raises(ValueError) as info:
+        GPT.from_gpt2(directory)
+    assert_readable(info.value, directory / "config.json", "not JSON", "save_pretrained")
+    (directory / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 11, "n_layer": 1,
+                                                        "n_head": 2, "n_embd": 8, "n_positions": 16}))
+    save_file({"wte.weight": torch.zeros(11, 8)}, directory / "model.safetensors")
+    cut_short(directory / "model.safetensors")
+    with pytest.raises(ValueError) as info:
+        GPT.from_gpt2(directory)
+    assert_readable(info.value, directory / "model.safetensors", "cut short", "save_pretrained")
+    (directory / "model.safetensors").unlink()
+    (directory / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError) as info:
+        GPT.from_gpt2(directory)
+    assert_readable(info.value, directory / "pytorch_model.bin", "is damaged", "save_pretrained")
+
+
+class NotATensor:  # a Python object: torch.load(weights_only=True) refuses files holding one
+    pass
+
+
+def test_a_damaged_run_file_is_named_and_never_opened_unsafely(tmp_path):
+    from labkit.lm import train_lm
+
+    data = torch.randint(0, 11, (400,))
+    run = dict(steps=4, batch_size=2, block_size=8, lr=1e-3, eval_every=2, eval_batches=1, verbose=False,
+               checkpoint=tmp_path / "run.pt", resume=True)
+    train_lm(tiny_gpt(), data, data, **run)
+    cut_short(tmp_path / "run.pt")
+    with pytest.raises(ValueError) as info:
+        train_lm(tiny_gpt(), data, data, **run)
+    assert_readable(info.value, tmp_path / "run.pt", "is damaged", "delete it to start afresh")
+    torch.save({"model": NotATensor()}, tmp_path / "run.pt")
+    with pytest.raises(ValueError) as info:
+        train_lm(tiny_gpt(), data, data, **run)
+    assert_readable(info.value, tmp_path / "run.pt", "NotATensor", "delete it to start afresh")
+
+
+def test_exporting_a_damaged_recipe_run_file_is_named(tmp_path):
+    from labkit import recipes
+
+    (tmp_path / "tang_char.run.pt").write_bytes(b"")
+    with pytest.raises(ValueError) as info:
+        recipes.train("tang_char", export_only=True, run_dir=tmp_path, out_dir=tmp_path / "out")
+    assert_readable(info.value, tmp_path / "tang_char.run.pt", "empty or cut short", "python -m labkit train tang_char")
