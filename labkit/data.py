@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -229,17 +230,24 @@ class DatasetError(Exception):
         )
 
 
-def _expected_sums() -> dict[str, str]:
-    """{relative path: sha256} from the data folder's SHA256SUMS (``sha256sum`` format)."""
+_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _expected_sums() -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """({relative path: sha256}, [(line number, line)]) from the data folder's SHA256SUMS
+    (``sha256sum`` format). The second list holds the lines that are not ``<64 hex digits>  <path>``:
+    a damaged line stops only the dataset whose file it named, not every dataset."""
     path = data_dir() / SUMS_FILE
     if not path.is_file():
-        return {}
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, file = line.split(maxsplit=1)
-            sums[file.lstrip("*")] = digest  # "*" marks binary mode in sha256sum's format
-    return sums
+        return {}, []
+    sums, malformed = {}, []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2 and _DIGEST.fullmatch(parts[0]):
+            sums[parts[1].lstrip("*")] = parts[0].lower()  # "*" marks binary mode in sha256sum's format
+        elif line.strip():
+            malformed.append((number, line))
+    return sums, malformed
 
 
 # (resolved path, size, mtime in ns) -> sha256; a file that changes gets a new key and is re-hashed.
@@ -260,12 +268,21 @@ def verify(name: str) -> None:
     """Check every file of a dataset against SHA256SUMS; raise DatasetError on the first bad one."""
     entry = _entry(name)
     root = data_dir()
-    expected = _expected_sums()
-    if not expected:
+    expected, malformed = _expected_sums()
+    if not expected and not malformed:
         raise DatasetError(name, SUMS_FILE, f"is missing or empty, so no file of {name!r} can be checked")
     for file in entry.files:
         path = root / file
         if file not in expected:
+            form = "each line is '<64 hex digits>  <path>', as sha256sum writes it"
+            for number, line in malformed:
+                if line.split()[-1].lstrip("*") == file:  # its path is there, its digest is not
+                    raise DatasetError(name, SUMS_FILE, f"has a malformed line {number} for {file}: {line!r:.100} ({form})")
+            if malformed:
+                number, line = malformed[0]
+                more = f" (and {len(malformed) - 1} more)" if len(malformed) > 1 else ""
+                raise DatasetError(name, file, f"has no line in datasets/{SUMS_FILE}; its malformed line {number}, "
+                                               f"{line!r:.100}{more}, may have been this file's ({form})")
             raise DatasetError(name, file, f"has no line in datasets/{SUMS_FILE}")
         if not path.is_file():
             raise DatasetError(name, file, "is missing")
@@ -390,9 +407,8 @@ def load_table(name: str) -> list[dict[str, Any]]:
     if len(entry.files) != 1 or len(tables) != 1:
         table_sets = [n for n, e in REGISTRY.items() if len(e.files) == 1 and e.files[0].endswith(".csv")]
         raise ValueError(f"dataset {name!r} is not a table (one CSV file); tables: {', '.join(table_sets)}")
-    verify(name)
-    with open(data_dir() / tables[0], encoding="utf-8", newline="") as f:
-        return [{column: _cell(text) for column, text in row.items()} for row in csv.DictReader(f)]
+    text = _read_text(name, tables[0])
+    return [{column: _cell(cell) for column, cell in row.items()} for row in csv.DictReader(io.StringIO(text, newline=""))]
 
 
 # --------------------------------------------------------------------------- text
@@ -405,8 +421,13 @@ VAL_PERCENT = 10
 def _read_text(name: str, file: str) -> str:
     """A dataset's text file, checked first, as a str (UTF-8, lines end in "\\n")."""
     verify(name)
-    with open(data_dir() / file, encoding="utf-8", newline="") as f:
-        return f.read()
+    raw = (data_dir() / file).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DatasetError(name, file, f"is not UTF-8 text at byte {error.start} (line {line}): {error.reason} "
+                                       f"(bytes {raw[error.start:error.start + 4].hex(' ')})") from None
 
 
 def _check_split(split: str | None, choices: tuple[str, ...], optional: bool) -> None:
@@ -474,10 +495,15 @@ def load_poem_info() -> list[dict[str, str]]:
     """
     rows = _read_text("tang_poems", "tang_poems/poems_meta.tsv").split("\n")[1:-1]  # skip the header
     info = []
+    file = "tang_poems/poems_meta.tsv"
     for number, row in enumerate(rows, start=1):
-        line, author, title = row.split("\t")
-        if int(line) != number:
-            raise DatasetError("tang_poems", "tang_poems/poems_meta.tsv", f"row {number} says line {line}")
+        columns = row.split("\t")
+        if len(columns) != 3:
+            raise DatasetError("tang_poems", file, f"row {number} (line {number + 1}) has {len(columns)} column(s), "
+                                                   f"not the 3 columns (line, author, title) split by tabs: {row!r:.80}")
+        line, author, title = columns
+        if line != str(number):
+            raise DatasetError("tang_poems", file, f"row {number} says line {line!r:.20}")
         info.append({"author": author, "title": title})
     return info
 
@@ -504,8 +530,14 @@ def load_reviews(name: str, split: str) -> tuple[list[str], list[int]]:
     if lines[0] != "label\ttext" or lines[-1] != "":
         raise DatasetError(name, file, "does not start with the header 'label<TAB>text' and end in a newline")
     texts, labels = [], []
-    for line in lines[1:-1]:
-        label, text = line.split("\t", 1)
+    valid = [str(label) for label in range(len(REGISTRY[name].classes))]
+    for number, line in enumerate(lines[1:-1], start=1):
+        label, tab, text = line.partition("\t")
+        if not tab:
+            raise DatasetError(name, file, f"row {number} (line {number + 1}) has no tab between label and text: {line!r:.80}")
+        if label not in valid:
+            raise DatasetError(name, file, f"row {number} (line {number + 1}) has the label {label!r:.20}, "
+                                           f"not {' or '.join(valid)}")
         labels.append(int(label))
         texts.append(text)
     return texts, labels

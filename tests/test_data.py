@@ -233,3 +233,102 @@ def test_build_pixel_conversion_restores_bytes(build_script):
     assert np.array_equal(build_script.mnist_pixels_to_uint8(stored), np.arange(256, dtype=np.uint8))
     with pytest.raises(SystemExit):
         build_script.mnist_pixels_to_uint8(np.array([0.5]))  # 127.5: no byte stores as 0.5
+
+
+# --------------------------------------------------------------------------- damaged content: which file, which line, the fix
+
+
+@pytest.fixture
+def copied(tmp_path, monkeypatch):
+    """Copy datasets' files and SHA256SUMS into a temp data folder in use; returns the folder."""
+    def copy(*names: str) -> Path:
+        for name in names:
+            for file in REGISTRY[name].files:
+                (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / "datasets" / file, tmp_path / file)
+        shutil.copy(REPO / "datasets" / "SHA256SUMS", tmp_path / "SHA256SUMS")
+        monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+        return tmp_path
+    return copy
+
+
+def rewrite(folder: Path, file: str, content: bytes) -> None:
+    """Change a data file and its line in SHA256SUMS, as a rebuild with a broken builder would:
+    the checksum passes, the content is wrong."""
+    (folder / file).write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    sums = folder / "SHA256SUMS"
+    sums.write_text("".join(f"{digest}  {file}\n" if line.endswith(f"  {file}") else line + "\n"
+                            for line in sums.read_text().splitlines()))
+
+
+def test_a_malformed_sums_line_blocks_only_its_own_dataset(copied):
+    folder = copied("mnist", "shakespeare")
+    sums = folder / "SHA256SUMS"
+    lines = sums.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.endswith("shakespeare/shakespeare.txt"))
+    lines[index] = lines[index][:40] + "  shakespeare/shakespeare.txt"  # a digest cut short
+    lines.insert(2, "garbage")
+    sums.write_text("\n".join(lines) + "\n")
+    data.verify("mnist")  # its lines are fine
+    assert data.load_images("mnist", "test")[0].shape == (2000, 28, 28)
+    with pytest.raises(DatasetError) as info:
+        data.load_text("shakespeare")
+    message = str(info.value)
+    assert f"SHA256SUMS has a malformed line {index + 2} for shakespeare/shakespeare.txt" in message
+    assert "64 hex digits" in message and "git checkout -- datasets/SHA256SUMS" in message
+    status = {name: ok for name, ok, _ in data.dataset_status()}
+    assert status["mnist"] and not status["shakespeare"]
+
+
+def test_a_file_missing_from_the_sums_mentions_the_malformed_lines(copied):
+    folder = copied("mnist")
+    sums = folder / "SHA256SUMS"
+    lines = [line if not line.endswith("  MNIST/raw/t10k-images-idx3-ubyte") else "oops MNIST/raw/t10k-images"
+             for line in sums.read_text().splitlines()]
+    sums.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"has no line in datasets/SHA256SUMS; its malformed line \d+, 'oops MNIST/raw/t10k-images', may have"):
+        data.verify("mnist")
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"label\ttext\n1\tgood\n0 no tab here\n", ("row 2", "no tab", "'0 no tab here'")),
+    (b"label\ttext\n1\tgood\nyes\tbad label\n", ("row 2", "label 'yes'", "0 or 1")),
+])
+def test_a_review_row_that_is_not_label_tab_text_is_named(copied, content, words):
+    folder = copied("rotten_tomatoes")
+    rewrite(folder, "rotten_tomatoes/val.tsv", content)
+    with pytest.raises(DatasetError) as info:
+        data.load_reviews("rotten_tomatoes", "val")
+    assert info.value.file == "rotten_tomatoes/val.tsv"
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert info.value.__cause__ is None and (info.value.__context__ is None or info.value.__suppress_context__)
+
+
+def test_a_poem_info_row_without_its_three_columns_is_named(copied):
+    folder = copied("tang_poems")
+    rows = (folder / "tang_poems/poems_meta.tsv").read_text(encoding="utf-8").split("\n")
+    rows[2] = rows[2].replace("\t", " ")
+    rewrite(folder, "tang_poems/poems_meta.tsv", "\n".join(rows).encode("utf-8"))
+    with pytest.raises(DatasetError, match=r"poems_meta.tsv.*row 2 .*3 columns \(line, author, title\)"):
+        data.load_poem_info()
+
+
+@pytest.mark.parametrize("name, file, load", [
+    ("shakespeare", "shakespeare/shakespeare.txt", lambda: data.load_text("shakespeare")),
+    ("tang_poems", "tang_poems/poems.txt", lambda: data.load_poems()),
+    ("chinese_reviews", "chinese_reviews/test.tsv", lambda: data.load_reviews("chinese_reviews", "test")),
+    ("instructions", "instructions/val.jsonl", lambda: data.load_instructions("val")),
+    ("large_models", "large_models/large_models.csv", lambda: data.load_table("large_models")),
+])
+def test_a_text_file_that_is_not_utf8_names_the_file_and_the_byte(copied, name, file, load):
+    folder = copied(name)
+    raw = bytearray((folder / file).read_bytes())
+    raw[500] = 0xFF  # never valid in UTF-8
+    rewrite(folder, file, bytes(raw))
+    with pytest.raises(DatasetError) as info:
+        load()
+    assert info.value.file == file
+    assert re.search(r"is not UTF-8 text at byte (49[7-9]|500) \(line \d+\)", str(info.value)), str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
