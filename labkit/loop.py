@@ -132,18 +132,49 @@ def optimizer_step(state: TrainState, micro_batches: Sequence[Any], compute_loss
     if not math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         state.stop = True
-        where = f" (epoch {state.epoch + 1})" if state.period == "epoch" else ""
-        state.history.stop_reason = (
-            f"the loss became {total} at step {state.step + 1}{where}; training stopped before that step "
-            f"changed the weights. The learning rate ({optimizer.param_groups[0]['lr']:g}) is probably too high: "
-            f"try one 10 times smaller."
-        )
+        state.history.stop_reason = _why_not_finite(state, total, micro_batches)
         print("⚠ " + state.history.stop_reason)
         return False
     hooks.on_after_backward(state)
     optimizer.step()
     state.step += 1
     return True
+
+
+def _why_not_finite(state: TrainState, total: float, micro_batches: Sequence[Any]) -> str:
+    """Why the loss is NaN or inf, looked for only once it is: NaN/inf in the batch itself, the
+    model's output before any step (then the learning rate cannot be the cause), or else a step
+    too large (the learning rate)."""
+    where = f" (epoch {state.epoch + 1})" if state.period == "epoch" else ""
+    head = f"the loss became {total} at step {state.step + 1}{where}; training stopped before that step changed the weights."
+    in_data = _not_finite_in(micro_batches)
+    if in_data:
+        return (f"{head} The batch itself holds {in_data}: the data is the cause, not the learning rate. Find the "
+                "examples with torch.isnan(x) / torch.isinf(x) and fix or drop them (torch.nan_to_num replaces them).")
+    if state.step == 0:
+        output = state.output
+        if torch.is_tensor(output) and not bool(torch.isfinite(output.detach()).all()):
+            found = "the model's output already holds NaN or inf for this batch of finite data: look in forward() "
+            found += "for a log or sqrt of a negative number or 0, a division by 0, or huge initial weights."
+        else:
+            found = ("the data is finite, so the model's forward() or the loss function made it (a log of 0: "
+                     "cross-entropy takes logits, not probabilities).")
+        return f"{head} No weight had changed yet, so the learning rate is not the cause: {found}"
+    return (f"{head} The learning rate ({state.optimizer.param_groups[0]['lr']:g}) is probably too high: "
+            f"try one 10 times smaller.")
+
+
+def _not_finite_in(micro_batches: Sequence[Any]) -> str:
+    """"3 NaN/inf value(s) in its inputs (x)", or "" when every float in the batches is finite."""
+    counts: dict[str, int] = {}
+    for batch in micro_batches:
+        parts = batch if isinstance(batch, (list, tuple)) else [batch]
+        names = ["inputs (x)", "labels (y)"] if len(parts) == 2 else [f"part {i}" for i in range(len(parts))]
+        for name, part in zip(names, parts):
+            for t in part if isinstance(part, (list, tuple)) else [part]:
+                if torch.is_tensor(t) and t.is_floating_point():
+                    counts[name] = counts.get(name, 0) + int((~torch.isfinite(t)).sum())
+    return " and ".join(f"{n} NaN/inf value(s) in its {name}" for name, n in counts.items() if n)
 
 
 def run_periods(

@@ -27,7 +27,7 @@ from .loop import History, TrainState, make_optimizer, run_periods
 from .metrics import get_metric
 from .seed import seed_everything
 
-__all__ = ["fit", "evaluate", "History", "FitState", "make_loader", "ShapeError", "LabelError"]
+__all__ = ["fit", "evaluate", "History", "FitState", "make_loader", "ShapeError", "LabelError", "DtypeError"]
 
 FitState = TrainState  # the name chapters and callbacks have used for what fit keeps
 
@@ -38,6 +38,10 @@ class ShapeError(ValueError):
 
 class LabelError(ValueError):
     """A label does not fit the loss (for example class 10 for a model with 10 outputs)."""
+
+
+class DtypeError(TypeError):
+    """The data's number type does not fit the model (for example uint8 pixels into a float32 layer)."""
 
 
 def _batch_size(x: Any) -> int:
@@ -68,6 +72,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Average loss and metrics of `model` over `data` (in eval mode, without gradients)."""
     device = get_device(device) if not isinstance(device, torch.device) else device
+    if not isinstance(data, DataLoader):
+        _check_pairs("data", data)
     loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=False)
     loss_fn = loss_fn or nn.functional.cross_entropy
     metric_fns = _metric_table(metrics)
@@ -141,7 +147,7 @@ def fit(
     state = FitState(model, opt, device, epochs, len(train_loader), History(), val_loader is not None)
     running = _RunningMetrics(metric_fns, device)
     hooks = CallbackList([running, *default_callbacks(verbose and distributed.is_main(), callbacks), *callbacks])
-    _check_first_batch(model, train_data, loss_fn, device)
+    _check_first_batch(model, train_data, loss_fn, metric_fns, device)
 
     def compute_loss(batch: Any) -> torch.Tensor:
         x, y = _to(batch[0], device), _to(batch[1], device)
@@ -200,16 +206,29 @@ class _RunningMetrics(Callback):
         return {f"train_{k}": value / seen for k, value in zip(names, sums)}
 
 
-def _compute_loss(loss_fn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """`loss_fn(out, y)`, turning torch's out-of-range-label errors into a LabelError."""
+def _compute_loss(loss_fn, out: torch.Tensor, y: torch.Tensor, where: str = "a batch",
+                  labels_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """`loss_fn(out, y)`, turning torch's errors about the labels into a LabelError that says what to
+    do. ``where`` names the labels' source ("train_data", or "a batch"), ``labels_shape`` their shape."""
     try:
         return loss_fn(out, y)
     except (IndexError, RuntimeError) as error:
+        shape = tuple(labels_shape or y.shape)
         if out.ndim == 2 and not y.is_floating_point() and y.numel() and (y.min() < 0 or y.max() >= out.shape[1]):
             raise LabelError(
                 f"labels must be class numbers 0..{out.shape[1] - 1} for a model with {out.shape[1]} outputs, "
                 f"but a batch has labels from {int(y.min())} to {int(y.max())}. Give the last layer as many "
                 f"outputs as there are classes, or fix the labels."
+            ) from None
+        if out.ndim == 2 and y.ndim == 2 and len(y) == len(out) and y.shape[1] == 1 < out.shape[1]:
+            raise LabelError(
+                f"labels must be class numbers of shape (N,), one per example, but {where} has labels of shape "
+                f"{shape}. Remove the extra dimension when you build the dataset: y.squeeze(1)."
+            ) from None
+        if out.ndim == 2 and y.shape == out.shape and not y.is_floating_point():
+            raise LabelError(
+                f"labels must be class numbers of shape (N,), but {where} has one-hot labels of shape {shape} "
+                f"(one column per class). Turn them into class numbers: y.argmax(dim=1)."
             ) from None
         raise error
 
@@ -224,16 +243,41 @@ def _check_arguments(*, epochs, lr, batch_size, train_data, val_data) -> None:
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is None and name == "val_data":
             continue
+        if torch.is_tensor(data):  # a tensor has a length too, but its rows are not (x, y) pairs
+            _check_pairs(name, data)
         try:
             size = len(data)
         except TypeError:
             raise TypeError(f"{name} must be a Dataset with a length, got {type(data).__name__}") from None
         if size == 0:
             raise ValueError(f"{name} is empty (0 examples): check how it was built or split")
+        _check_pairs(name, data)
 
 
-def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, device: torch.device) -> None:
-    """Run one small batch through the model to turn shape and label mistakes into clear errors."""
+def _check_pairs(name: str, data: Any) -> None:
+    """Stop with the fix unless ``data``'s examples are (x, y) pairs (it looks at one example only)."""
+    fix = "Pair the inputs with their labels: TensorDataset(x, y)"
+    if torch.is_tensor(data):
+        raise TypeError(f"{name} is a bare tensor of shape {tuple(data.shape)}, without labels: fit and evaluate "
+                        f"take a Dataset of (x, y) pairs. {fix}")
+    if isinstance(data, TensorDataset):
+        if len(data.tensors) != 2:
+            shapes = ", ".join(str(tuple(t.shape)) for t in data.tensors)
+            raise TypeError(f"{name} is a TensorDataset of {len(data.tensors)} tensor(s) ({shapes}), but fit and "
+                            f"evaluate take (x, y) pairs. {fix}")
+        return
+    item = data[0]
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        what = (f"a {type(item).__name__} of shape {tuple(item.shape)}" if hasattr(item, "shape")
+                else f"a {type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list)) else repr(item)[:60])
+        raise TypeError(f"{name}'s examples must be (x, y) pairs, but {name}[0] is {what}. "
+                        f"Return (x, y) from __getitem__, or {fix[0].lower()}{fix[1:]}")
+
+
+def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, metric_fns: dict[str, Callable],
+                       device: torch.device) -> None:
+    """Run one small batch through the model, the loss and the metrics, to turn shape, number-type
+    and label mistakes into clear errors before training starts (once per `fit`, not per step)."""
     x, y = next(iter(make_loader(data, 2, shuffle=False)))
     x, y = _to(x, device), _to(y, device)
     was_training = model.training
@@ -241,6 +285,8 @@ def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, device: torch.d
     with torch.no_grad():
         out = _forward_naming_layers(model, x)
     model.train(was_training)
+    labels_shape = tuple(data.tensors[-1].shape) if isinstance(data, TensorDataset) else None
+    where = "train_data" if labels_shape else "a batch"
     if isinstance(data, TensorDataset) and out.ndim == 2 and not y.is_floating_point() and loss_fn in (nn.functional.cross_entropy,):
         labels = data.tensors[-1]
         low, high = int(labels.min()), int(labels.max())
@@ -250,7 +296,18 @@ def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, device: torch.d
                 f"but train_data has labels from {low} to {high}. Give the last layer as many outputs "
                 f"as there are classes, or fix the labels."
             )
-    _compute_loss(loss_fn, out, y)
+    _compute_loss(loss_fn, out, y, where, labels_shape)
+    for name, fn in metric_fns.items():
+        try:
+            fn(out, y)
+        except (RuntimeError, ValueError, IndexError):
+            if out.ndim == 2 and y.shape == out.shape:  # soft or one-hot labels: the loss took them, the metric cannot
+                raise LabelError(
+                    f"the metric {name!r} compares predicted classes with class numbers of shape (N,), but {where} "
+                    f"has labels of shape {labels_shape or tuple(y.shape)} (one column per class: one-hot or "
+                    f"probabilities). Give class numbers, y.argmax(dim=1), or train without the metric: metrics=()."
+                ) from None
+            raise
 
 
 def _forward_naming_layers(model: nn.Module, x: Any) -> torch.Tensor:
@@ -277,7 +334,16 @@ def _forward_naming_layers(model: nn.Module, x: Any) -> torch.Tensor:
         data_shape = tuple(x.shape) if torch.is_tensor(x) else "?"
         if open_layers:
             name, module, inputs = open_layers[-1]
-            got = tuple(inputs[0].shape) if inputs and torch.is_tensor(inputs[0]) else "?"
+            received = inputs[0] if inputs and torch.is_tensor(inputs[0]) else None
+            hint = _dtype_hint(module, received)
+            if hint:
+                batches = getattr(x, "dtype", received.dtype)
+                also = f" (the data's batches are {batches})" if batches != received.dtype else ""
+                raise DtypeError(
+                    f"layer '{name}' ({module}) computes in {hint[0]}, but it receives {received.dtype}{also}. "
+                    f"{hint[1]}\nPyTorch said: {first_line}"
+                ) from None
+            got = tuple(received.shape) if received is not None else "?"
             raise ShapeError(
                 f"layer '{name}' ({module}) cannot take an input of shape {got} "
                 f"(the data's batches have shape {data_shape}). {_shape_hint(module, got)}\n"
@@ -291,6 +357,25 @@ def _forward_naming_layers(model: nn.Module, x: Any) -> torch.Tensor:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _dtype_hint(module: nn.Module, received: torch.Tensor | None) -> tuple[torch.dtype, str] | None:
+    """(the layer's number type, what to do) when the layer failed on its input's number type, else None."""
+    weight = next((p for p in module.parameters(recurse=False) if p.is_floating_point()), None)
+    if received is None or weight is None or received.dtype == weight.dtype:
+        return None
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        if not received.is_floating_point():
+            return None
+        return torch.int64, "An embedding looks up whole-number ids: convert them with x.long()."
+    convert = "x.float()" if weight.dtype == torch.float32 else f"x.to({weight.dtype})"
+    if received.dtype == torch.uint8:
+        return weight.dtype, (f"Convert the bytes (0..255, as images are stored) when you build the dataset: "
+                              f"{convert} / 255, which also scales them to 0..1.")
+    if not received.is_floating_point():
+        return weight.dtype, (f"Convert the inputs when you build the dataset: {convert} (whole numbers that are "
+                              "token ids need an nn.Embedding as the first layer instead).")
+    return weight.dtype, f"Convert the inputs when you build the dataset: {convert}."
 
 
 def _shape_hint(module: nn.Module, got: Any) -> str:

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from labkit.callbacks import BestCheckpoint, Callback, EarlyStopping, GradientClipping, LRScheduler
-from labkit.training import History, LabelError, ShapeError, evaluate, fit
+from labkit.training import DtypeError, History, LabelError, ShapeError, evaluate, fit
 
 
 def blobs(n: int = 256, classes: int = 3, features: int = 8, seed: int = 0) -> TensorDataset:
@@ -308,3 +308,107 @@ def test_a_history_with_running_means_draws_them_beside_train_and_val():
     history = fit(mlp(), blobs(), blobs(seed=1), epochs=2, lr=1e-2, batch_size=32, verbose=False, eval_train=True)
     labels = sorted(line.get_label() for ax in history.plot().axes for line in ax.get_lines())
     assert labels == ["running", "running", "train", "train", "val", "val"]
+
+
+
+# ------------------------------------------------------------------ data a learner gets wrong: named, with the fix
+
+
+def run(data, model=None, **kwargs):
+    return fit(model or mlp(), data, epochs=1, lr=1e-2, batch_size=16, verbose=False, **kwargs)
+
+
+def test_labels_with_an_extra_dimension_say_squeeze():
+    x, y = blobs().tensors
+    with pytest.raises(LabelError, match=r"class numbers of shape \(N,\).*train_data has labels of shape \(256, 1\)"
+                                         r".*y\.squeeze\(1\)") as info:
+        run(TensorDataset(x, y[:, None]))
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(LabelError, match=r"a batch has labels of shape \(2, 1\).*y\.squeeze\(1\)"):
+        run(ListDataset(TensorDataset(x, y[:, None])))
+
+
+def test_one_hot_labels_say_argmax():
+    x, y = blobs().tensors
+    one_hot = nn.functional.one_hot(y, 3)
+    with pytest.raises(LabelError, match=r"one-hot labels of shape \(256, 3\).*y\.argmax\(dim=1\)"):
+        run(TensorDataset(x, one_hot))
+    # float one-hot (or soft) labels: cross-entropy takes them as probabilities, accuracy cannot
+    with pytest.raises(LabelError, match=r"'accuracy' compares.*labels of shape \(256, 3\).*argmax\(dim=1\).*metrics=\(\)"):
+        run(TensorDataset(x, one_hot.float()))
+    history = run(TensorDataset(x, one_hot.float()), metrics=())
+    assert history.epochs == 1 and "train_accuracy" not in history
+
+
+@pytest.mark.parametrize("name", ["train_data", "val_data"])
+def test_a_bare_tensor_without_labels_says_tensordataset(name):
+    x, _ = blobs().tensors
+    data = {"train_data": x, "val_data": blobs()} if name == "train_data" else {"train_data": blobs(), "val_data": x}
+    with pytest.raises(TypeError, match=rf"{name} is a bare tensor of shape \(256, 8\), without labels"
+                                        r".*TensorDataset\(x, y\)"):
+        fit(mlp(), data["train_data"], data["val_data"], epochs=1, lr=1e-2, batch_size=16, verbose=False)
+
+
+def test_a_dataset_without_labels_says_what_fit_takes():
+    x, _ = blobs().tensors
+    with pytest.raises(TypeError, match=r"TensorDataset of 1 tensor\(s\) \(\(256, 8\)\).*TensorDataset\(x, y\)"):
+        run(TensorDataset(x))
+
+    class Inputs(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i]
+
+    with pytest.raises(TypeError, match=r"train_data\[0\] is a Tensor of shape \(8,\).*\(x, y\)"):
+        run(Inputs())
+    with pytest.raises(TypeError, match=r"data\[0\] is a Tensor"):
+        evaluate(mlp(), Inputs())
+
+
+def test_byte_images_blame_the_dtype_not_the_shape():
+    images = torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.zeros(32, dtype=torch.long)
+    mlp_model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(DtypeError, match=r"layer '1' .*computes in torch.float32.*torch.uint8.*x\.float\(\) / 255") as info:
+        run(TensorDataset(images, labels), mlp_model)
+    assert isinstance(info.value, TypeError) and "shape" not in str(info.value).split("PyTorch said")[0]
+    with pytest.raises(DtypeError, match=r"layer '0' \(Conv2d.*torch.uint8.*x\.float\(\) / 255"):
+        run(TensorDataset(images, labels), nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10)))
+    x, y = blobs().tensors
+    with pytest.raises(DtypeError, match=r"torch.float64.*x\.float\(\)"):
+        run(TensorDataset(x.double(), y))
+    with pytest.raises(DtypeError, match=r"torch.int64.*x\.float\(\)"):
+        run(TensorDataset(x.long(), y))
+
+
+def test_nan_in_the_data_at_the_first_step_blames_the_data_not_the_learning_rate(capsys):
+    x, y = blobs().tensors
+    x = x.clone()
+    x[:, 0] = float("nan")  # every batch, so the very first step
+    history = run(TensorDataset(x, y))
+    reason = history.stop_reason
+    assert "step 1" in reason and "NaN/inf value(s) in its inputs (x)" in reason and "the data is the cause" in reason
+    assert "learning rate" not in reason.split("the data is the cause")[0] and "too high" not in reason
+    assert "⚠" in capsys.readouterr().out
+
+
+def test_nan_in_one_example_later_on_still_blames_the_data():
+    x, y = blobs().tensors
+    x = x.clone()
+    x[100, 3] = float("nan")
+    history = run(TensorDataset(x, y))
+    assert "1 NaN/inf value(s) in its inputs (x)" in history.stop_reason and "too high" not in history.stop_reason
+
+
+def test_nan_from_the_model_at_the_first_step_says_the_learning_rate_is_not_the_cause():
+    class LogOfNegative(nn.Module):
+        def forward(self, x):
+            return (x - 100).log()  # NaN for these inputs, before any weight changes
+
+    model = nn.Sequential(nn.Linear(8, 3), LogOfNegative())
+    history = run(blobs(), model)
+    reason = history.stop_reason
+    assert "step 1" in reason and "learning rate is not the cause" in reason and "model's output" in reason
+    assert "too high" not in reason
