@@ -89,11 +89,14 @@ def read_torch_file(path: str | os.PathLike, fix: str, map_location: Any = "cpu"
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        what = f"a Python object of type {found[1]}" if found else "Python objects"
-        raise DamagedFileError(
-            path, f"holds {what}, not only tensors, numbers and text, so labkit did not write it; "
-            "labkit refuses such files, since opening one can run any code it carries", fix
-        ) from None
+        if found:
+            raise DamagedFileError(
+                path, f"holds a Python object of type {found[1]}, not only tensors, numbers and text, so labkit did "
+                "not write it; labkit refuses such files, since opening one can run any code it carries", fix
+            ) from None
+        said = re.search(r"WeightsUnpickler error:\s*([^\n]+?)\.?(\n|$)", str(error))  # e.g. "Unsupported operand 149"
+        reason = f" ({said[1]})" if said and "weights_only" not in said[1] else ""
+        raise DamagedFileError(path, f"is damaged or not a file torch.save wrote{reason}", fix) from None
     except EOFError:
         raise DamagedFileError(path, "is damaged: it is empty or cut short", fix) from None
     except (RuntimeError, KeyError, ValueError, OSError) as error:

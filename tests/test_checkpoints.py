@@ -178,6 +178,10 @@ def test_a_damaged_run_file_is_named_and_never_opened_unsafely(tmp_path):
     with pytest.raises(ValueError) as info:
         train_lm(tiny_gpt(), data, data, **run)
     assert_readable(info.value, tmp_path / "run.pt", "NotATensor", "delete it to start afresh")
+    (tmp_path / "run.pt").write_bytes(b"\x80\x02}q\x00\x95.")  # a pickle with an opcode torch's safe reader refuses
+    with pytest.raises(ValueError) as info:
+        train_lm(tiny_gpt(), data, data, **run)
+    assert_readable(info.value, tmp_path / "run.pt", "is damaged or not a file torch.save wrote", "afresh")
 
 
 def test_exporting_a_damaged_recipe_run_file_is_named(tmp_path):
