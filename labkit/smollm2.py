@@ -28,7 +28,7 @@ import regex
 import torch
 
 from .llama import Llama
-from .tokenizers import GPT2_SPLIT_PATTERN, _as_id_list, _check_ids
+from .tokenizers import GPT2_SPLIT_PATTERN, _as_id_list, _check_ids, apply_merges
 
 __all__ = [
     "PACKAGE",
@@ -124,9 +124,6 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-_NEVER = (1 << 62, -1)  # the (rank, id) of a pair that was never merged
-
-
 class SmolLM2Tokenizer:
     """Byte-level BPE with SmolLM2's vocabulary, merges, special tokens and chat template.
 
@@ -169,12 +166,13 @@ class SmolLM2Tokenizer:
         # byte → its one-byte token; SmolLM2 has none for 21 bytes that text practically never holds
         # (control bytes such as 0x04, bytes that UTF-8 never uses such as 0xC0 and 0xFF): None
         self.byte_ids: list[int | None] = [self.token_ids.get(char_of[b]) for b in range(256)]
-        # (left id, right id) → (rank, merged id): the merge learned first has rank 0
-        self.merges: dict[tuple[int, int], tuple[int, int]] = {}
+        # (left id, right id) → rank (the merge learned first has rank 0); rank → the merged token's id
+        self.merges: dict[tuple[int, int], int] = {}
+        self.merged_ids: list[int] = []
         for rank, line in enumerate(merges):
             left, right = line.split(" ")
-            pair = (self.token_ids[left], self.token_ids[right])
-            self.merges[pair] = (rank, self.token_ids[left + right])
+            self.merges[self.token_ids[left], self.token_ids[right]] = rank
+            self.merged_ids.append(self.token_ids[left + right])
         specials = set(special_ids)
         self.vocab: dict[int, bytes] = {
             i: t.encode("utf-8") if i in specials else bytes(byte_of[c] for c in t) for i, t in enumerate(self.tokens)
@@ -219,26 +217,14 @@ class SmolLM2Tokenizer:
         return chunks
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        """One chunk's bytes → ids: merge the adjacent pair of lowest rank, repeat (tiktoken's order).
+        """One chunk's bytes → ids: merge the adjacent pair of lowest rank, repeat (tiktoken's
+        order; `labkit.tokenizers.apply_merges`, n·log n in the chunk's length).
 
         A byte without a token of its own is left out, as Hugging Face's tokenizer does (SmolLM2
         has no unknown token), so such bytes do not survive a round trip."""
         byte_ids = self.byte_ids
         ids = [i for i in (byte_ids[b] for b in chunk.encode("utf-8")) if i is not None]
-        get = self.merges.get
-        pairs = [get(pair, _NEVER) for pair in zip(ids, ids[1:])]  # (rank, merged id) of each pair
-        while pairs:
-            best = min(pairs)
-            if best is _NEVER:  # no pair left that was ever merged
-                break
-            i = pairs.index(best)
-            ids[i : i + 2] = [best[1]]
-            del pairs[i]
-            if i > 0:
-                pairs[i - 1] = get((ids[i - 1], ids[i]), _NEVER)
-            if i < len(pairs):
-                pairs[i] = get((ids[i], ids[i + 1]), _NEVER)
-        return ids
+        return apply_merges(ids, self.merges.get, self.merged_ids.__getitem__)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Text → ids, special-token strings treated as ordinary text."""

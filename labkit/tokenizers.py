@@ -38,7 +38,7 @@ import json
 import operator
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -53,6 +53,7 @@ __all__ = [
     "Tokenizer",
     "CharTokenizer",
     "BPETokenizer",
+    "apply_merges",
     "GPT2Tokenizer",
     "gpt2_tokenizer",
     "compare_tokenizers",
@@ -295,6 +296,58 @@ def _merge_and_count(
     return out, born
 
 
+def apply_merges(
+    ids: list[int],
+    rank_of: Callable[[tuple[int, int]], int | None],
+    token_of: Callable[[int], int] | None = None,
+) -> list[int]:
+    """Byte-pair encode one chunk: merge the adjacent pair of lowest rank (of equal ones, the
+    leftmost), repeat until no adjacent pair has a rank. (n,) ids → (m,) ids, m ≤ n. Chapter 06a.
+
+    `rank_of(pair)` is the merge's rank (None: never merged); `token_of(rank)` the id of the token
+    that merge makes (None: the rank is that id, as in `BPETokenizer`, where merge 256 makes token
+    256). This is minbpe's loop (find the lowest-ranked pair, merge it, repeat) and tiktoken's order,
+    in time that grows like n·log n with the chunk's n tokens, not n² (a long unsplit Chinese
+    clause has thousands): the tokens form a linked list, and a heap holds (rank, position) of
+    every mergeable adjacent pair. Pop the lowest; if the pair there still has that rank, merge it
+    and push the (at most two) new pairs it makes with its neighbours; an entry whose pair has
+    since changed is skipped ("lazy deletion", as in training). Positions keep their left-to-right
+    order, so of equal ranks the leftmost pair merges first.
+    """
+    n = len(ids)
+    heap = []  # (rank, position of the pair's left token)
+    for i in range(n - 1):
+        rank = rank_of((ids[i], ids[i + 1]))
+        if rank is not None:
+            heap.append((rank, i))
+    if not heap:
+        return ids
+    ids = list(ids)
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    after = list(range(1, n + 1))  # after[i]: the position of the token that follows token i (n: none)
+    before = list(range(-1, n - 1))  # before[i]: the token before it (-1: none)
+    while heap:
+        rank, i = pop(heap)
+        j = after[i]
+        if j == n or ids[i] < 0 or rank_of((ids[i], ids[j])) != rank:
+            continue  # out of date: token i was merged away, or a neighbour changed
+        new_id = rank if token_of is None else token_of(rank)
+        ids[i], ids[j] = new_id, -1  # token i becomes the merged token; token j is gone
+        k = after[i] = after[j]
+        if k < n:
+            before[k] = i
+            right = rank_of((new_id, ids[k]))
+            if right is not None:
+                push(heap, (right, i))
+        h = before[i]
+        if h >= 0:
+            left = rank_of((ids[h], new_id))
+            if left is not None:
+                push(heap, (left, h))
+    return [token for token in ids if token >= 0]
+
+
 class BPETokenizer:
     """Byte-level BPE: ids 0–255 are the bytes, then one id per learned merge, then special tokens.
 
@@ -448,49 +501,9 @@ class BPETokenizer:
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
         """Apply the merges to one chunk by rank: always the earliest-learned pair first, and of
-        several equal pairs the leftmost one.
-
-        A merge's rank is its new id (256 = learned first). Same ids as minbpe's loop (find the
-        lowest-ranked pair, `merge` it everywhere, repeat) and as tiktoken, but in time that grows
-        like n·log n with the chunk's n bytes, not n² (a long unsplit Chinese clause has
-        thousands): the tokens form a linked list, and a heap holds (rank, position) of every
-        mergeable adjacent pair. Pop the lowest; if the pair there is still the one pushed, merge
-        it and push the (at most two) new pairs it makes with its neighbours. An entry whose pair
-        has since changed is skipped ("lazy deletion", as in training). A merge's new pairs always
-        rank later than it (a token is made of earlier tokens), so this order is minbpe's.
-        """
-        ids = list(chunk)
-        n = len(ids)
-        get = self.merges.get
-        heap = []  # (rank, position of the pair's left token)
-        for i in range(n - 1):
-            rank = get((ids[i], ids[i + 1]))
-            if rank is not None:
-                heap.append((rank, i))
-        if not heap:
-            return ids
-        heapq.heapify(heap)
-        pop, push = heapq.heappop, heapq.heappush
-        after = list(range(1, n + 1))  # after[i]: the position of the token that follows token i (n: none)
-        before = list(range(-1, n - 1))  # before[i]: the token before it (-1: none)
-        while heap:
-            new_id, i = pop(heap)
-            j = after[i]
-            if j == n or ids[i] < 0 or get((ids[i], ids[j])) != new_id:
-                continue  # out of date: token i was merged away, or a neighbour changed
-            ids[i], ids[j] = new_id, -1  # token i becomes the merged token; token j is gone
-            k = after[i] = after[j]
-            if k < n:
-                before[k] = i
-                rank = get((new_id, ids[k]))
-                if rank is not None:
-                    push(heap, (rank, i))
-            h = before[i]
-            if h >= 0:
-                rank = get((ids[h], new_id))
-                if rank is not None:
-                    push(heap, (rank, h))
-        return [token for token in ids if token >= 0]
+        several equal pairs the leftmost one (`apply_merges`; a merge's rank is its new id, 256 =
+        learned first). Same ids as minbpe's loop and as tiktoken."""
+        return apply_merges(list(chunk), self.merges.get)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Text → ids, treating special-token strings as ordinary text."""

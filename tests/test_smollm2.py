@@ -290,6 +290,14 @@ def test_token_ids_on_hundreds_of_dataset_lines(ours, hf_tokenizer, smollm2_refe
     assert round_trip == len(lines)
 
 
+def test_a_long_unsplit_chunk_equals_smollm2s_pipeline(ours, smollm2_reference):
+    # 4,000 Chinese characters without punctuation are one pre-tokenizer chunk: thousands of merges,
+    # in the order the heap of apply_merges gives (the quadratic loop it replaced took seconds)
+    text = "".join(ch for line in dataset_lines() for ch in line if "\u4e00" <= ch <= "\u9fff")[:4000]
+    assert len(text) == 4000 and len(ours[1].pre_tokenize(text)) == 1
+    assert ours[1].encode(text) == _reference_ids(smollm2_reference, text)
+
+
 def test_encoding_thousands_of_reviews_is_fast(meta):
     import time
 
