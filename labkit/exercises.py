@@ -9,8 +9,9 @@ time one of its exercises is checked. A chapter's stub cell looks like::
 
 and an untouched stub gives "✗ 05.1 not done yet", so the whole chapter still runs top to
 bottom. In a notebook the result is shown once, as a green or red box, and also carries
-machine-readable JSON (mime type ``application/vnd.labkit.check+json``) that the grader
-(`labkit.grading`) reads back from executed notebooks.
+machine-readable JSON (mime type ``application/vnd.labkit.check+json``). In a kernel started by
+the grader (`labkit.grading`), the grader's channel (`labkit.grading_kernel`) judges the answer
+and signs the result; the grader counts only signed results, never output a notebook makes itself.
 
 Writing a check: decorate a function that takes the learner's answer and raises `Hint`
 (or `AssertionError`) with a learner-facing message when the answer is wrong::
@@ -30,6 +31,7 @@ import math
 import numbers
 import pkgutil
 import re
+import sys
 import sysconfig
 import traceback
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from labkit.grading_kernel import CHANNEL as _GRADER_CHANNEL  # the grader's result channel (stdlib only)
 
 __all__ = [
     "Hint", "Exercise", "CheckResult", "Summary", "MIME_TYPE",
@@ -201,13 +205,19 @@ class CheckResult:
     passed: bool
     message: str
     _shown_in_cell: int | None = field(default=None, repr=False, compare=False)
+    signature: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """Set only in a kernel started by the grader: proof that the grader's channel judged this answer."""
 
     def __str__(self) -> str:
         return self.message
 
     def to_json(self) -> dict[str, Any]:
-        """The machine-readable form the grader reads back from notebook outputs."""
-        return {"exercise": self.exercise, "passed": self.passed, "message": self.message}
+        """The machine-readable form shown with the result; under the grader it also carries the
+        channel's signature ("grader"), without which the grader does not count it."""
+        data: dict[str, Any] = {"exercise": self.exercise, "passed": self.passed, "message": self.message}
+        if self.signature is not None:
+            data["grader"] = dict(self.signature)
+        return data
 
     def _repr_html_(self) -> str:
         if self.passed:
@@ -360,7 +370,8 @@ def check(exercise_id: str, answer: Any, *, show: bool = True) -> CheckResult:
     type): it reports instead, so the notebook keeps running. In a notebook the result is
     shown once even when `check(...)` is the last line of a cell.
     """
-    result = _run_check(exercise_id, answer)
+    channel = sys.modules.get(_GRADER_CHANNEL)  # only in a kernel the grader started (labkit/grading_kernel.py)
+    result = channel.judge(exercise_id, answer) if channel is not None else _run_check(exercise_id, answer)
     if result.exercise in _REGISTRY:
         _SESSION[result.exercise] = result
     if show:
