@@ -39,6 +39,8 @@ PUBLIC: dict[str, str] = {
     "chat": "smollm2",
     "format_prompt": "instruct", "collate_instructions": "instruct", "InstructionCollator": "instruct",
     "instruction_loss": "instruct", "respond": "instruct", "exact_match": "instruct", "normalized_exact_match": "instruct",
+    # memory and speed (chapter 08a)
+    "count_saved_tensors": "memory", "activation_bytes": "memory", "gpt_training_memory": "memory",
     # interaction and exercises
     "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises", "compare": "exercises",
 }

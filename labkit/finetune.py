@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .gpt import GPT
+from .memory import activation_bytes
 
 __all__ = [
     "freeze",
@@ -274,24 +275,14 @@ def training_memory(
     if not trainable:
         raise ValueError("nothing in this model trains (every parameter has requires_grad=False): "
                          "unfreeze something first")
-    parameter_storages = {p.untyped_storage().data_ptr() for p in params}
-    saved: dict[int, int] = {}  # storage address → bytes, so views of one tensor count once
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in parameter_storages:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
     loss_fn = loss_fn or nn.functional.cross_entropy
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn(model(x), y)
-    del loss  # the graph (and what it saved) is freed without a backward pass
+    # each saved storage once, parameters not counted (chapter 08a builds this counter by hand)
+    activations = activation_bytes(model, lambda: loss_fn(model(x), y))  # the graph is freed without a backward pass
     sizes = {
         "weights": sum(p.numel() * p.element_size() for p in params),
         "gradients": sum(p.numel() * p.element_size() for p in trainable),
         "optimizer": optimizer_states * sum(p.numel() * p.element_size() for p in trainable),
-        "activations": sum(saved.values()),
+        "activations": activations,
     }
     sizes["total"] = sum(sizes.values())
     return sizes

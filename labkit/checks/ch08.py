@@ -1,0 +1,8 @@
+"""Checks for chapter 08 (practice: scaling: the FAQ's 如何解决计算资源的限制), split over notebooks.
+
+Each notebook's checks live in its own module; importing them here registers every
+exercise of the chapter:
+
+- ``ch08a`` (08a_memory_and_speed): 08.1–08.4
+"""
+from labkit.checks import ch08a  # noqa: F401  (importing registers the exercises)
