@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 JOBS ?= 2
 XDIST = $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist $(1),-p no:xdist)
 
-.PHONY: lab test setup unit nbval browser notebooks doctor benchmark checkpoints clean
+.PHONY: lab test test-fast setup unit nbval browser notebooks doctor benchmark checkpoints clean
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
@@ -28,6 +28,13 @@ test: $(STAMP)  ## every unit test, every notebook (nbval), and the real-browser
 		times="$$times  $$stage $$(( $$(date +%s) - t )) s"; echo "== $$stage took $$(( $$(date +%s) - t )) s"; \
 	done; \
 	echo "make test took $$(( $$(date +%s) - start )) s:$$times"; exit $$status
+
+# For development, not a substitute for `make test`: the unit tests not marked slow, and the
+# notebooks whose committed run took under a minute (tools/notebook_times.py lists every one's).
+test-fast: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m "not browser and not slow" -q $(call XDIST,loadfile)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -q $(call XDIST,loadfile) \
+		$$($(BIN)/python tools/notebook_times.py --under 60)
 
 setup: $(STAMP)
 

@@ -1,8 +1,7 @@
 """Chapter 08a (where memory and time go): its notebooks are wired to its checks, the checks agree
 with labkit and with PyTorch's own GradScaler, and the widget's slice of the notebook runs on its own.
 
-The notebook is a draft in drafts/ until it moves to chapters/; these tests read it wherever it is
-(tests/test_notebook_wiring.py takes over the generic checks once it is in chapters/).
+tests/test_notebook_wiring.py checks what every chapter shares (seeding, stubs, solutions, tags).
 """
 from __future__ import annotations
 
@@ -25,15 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 NAME = "08a_memory_and_speed"
 
 
-def _find(folder_names: tuple[str, ...], file_name: str) -> Path:
-    for folder in folder_names:
-        if (REPO / folder / file_name).exists():
-            return REPO / folder / file_name
-    raise FileNotFoundError(f"{file_name} is in none of {folder_names}")
-
-
-CHAPTER = _find(("chapters", "drafts"), f"{NAME}.ipynb")
-SOLUTIONS = _find(("solutions", "drafts"), f"{NAME}_solutions.ipynb")
+CHAPTER = REPO / "chapters" / f"{NAME}.ipynb"
+SOLUTIONS = REPO / "solutions" / f"{NAME}_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("08a")]
 
 

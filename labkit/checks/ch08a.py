@@ -1,6 +1,6 @@
 """Checks for chapter 08a (practice: scaling, part 1: where memory and time go).
 
-The stub cells in ``drafts/08a_memory_and_speed.ipynb``::
+The stub cells in ``chapters/08a_memory_and_speed.ipynb``::
 
     def activation_memory(config, batch_size, block_size):
         raise NotImplementedError  # TODO: bytes autograd keeps after lm_loss(GPT(config)(x), y), by formula
