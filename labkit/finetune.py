@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .files import read_safetensors
 from .gpt import GPT
 from .memory import activation_bytes
 
@@ -477,9 +477,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no adapters file at {path}: write one with save_adapters(model, {str(path)!r})")
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
-        weights = {name: f.get_tensor(name) for name in f.keys()}
+    weights, metadata = read_safetensors(path, f"Save the adapters again from the trained model with save_adapters(model, {str(path)!r})")
     if metadata.get("labkit") != "lora-adapters":
         raise ValueError(f"{path} was not written by save_adapters (its metadata has no LoRA settings)")
     saved, ours = json.loads(metadata["lora"]), _lora_settings(model)

@@ -236,7 +236,7 @@ def test_merge_equals_unmerged_and_gives_plain_linears_back():
     names_before = list(gpt.state_dict())
     apply_lora(gpt, targets=("c_attn", "c_fc", "lm_head"), rank=4, alpha=16)
     torch.manual_seed(1)
-    for name, t in lora_state_dict(gpt).items():  # as if trained: B no longer zero
+    for t in lora_state_dict(gpt).values():  # as if trained: B no longer zero
         with torch.no_grad():
             t.normal_(std=0.1)
     idx = ids(2, 12)
@@ -294,6 +294,16 @@ def test_loading_adapters_with_other_settings_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_adapters(gpt, tmp_path / "missing.safetensors")
 
+
+
+def test_a_damaged_adapters_file_names_itself_and_the_fix(tmp_path):
+    gpt = tiny_gpt()
+    apply_lora(gpt, targets="c_attn", rank=4, alpha=8)
+    path = save_adapters(gpt, tmp_path / "a.safetensors")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short, as an interrupted copy leaves it
+    with pytest.raises(ValueError, match=r"(?s)a\.safetensors is damaged.*cut short.*save_adapters\(model, ") as error:
+        load_adapters(gpt, path)
+    assert "False" not in str(error.value)
 
 # --------------------------------------------------------------------------- memory of a training step
 
