@@ -15,8 +15,9 @@ The stub cells in ``chapters/00_setup.ipynb``::
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Integral
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

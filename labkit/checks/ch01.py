@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Callable
 from numbers import Real
-from typing import Any, Callable
+from typing import Any
 
 from labkit.exercises import Hint, exercise, expect_callable
 

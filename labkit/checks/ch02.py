@@ -100,8 +100,8 @@ def _check_split_indices(split_indices: Any) -> str:
             covered = sum(part.numel() for part in parts)
             if covered != n:
                 raise Hint(f"{where}: the three splits hold {covered} indices, but there are {n}: "
-                           f"{n - covered} {'example was' if n - covered == 1 else 'examples were'} lost. Round the val and test sizes, then give "
-                           "train what is left (n - n_val - n_test), so that rounding loses nothing")
+                           f"{n - covered} {'example was' if n - covered == 1 else 'examples were'} lost. Round the val "
+                           "and test sizes, then give train what is left (n - n_val - n_test), so that rounding loses nothing")
             sizes = [part.numel() for part in parts]
             for name, size, fraction in (("val", sizes[1], val_fraction), ("test", sizes[2], test_fraction)):
                 if abs(size - n * fraction) >= 1:

@@ -27,7 +27,8 @@ Every check runs in well under a second and leaves the notebook's random stream 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -221,11 +222,11 @@ def _overlapping_split(labels: torch.Tensor, val_fraction: float, seed: int):
 
 
 def _unseeded_split(labels: torch.Tensor, val_fraction: float, seed: int):
-    val = []
+    parts = []
     for c in torch.unique(labels):
         indices = torch.nonzero(labels == c).flatten()
-        val.append(indices[torch.randperm(len(indices))][: round(len(indices) * val_fraction)])
-    val = torch.cat(val)
+        parts.append(indices[torch.randperm(len(indices))][: round(len(indices) * val_fraction)])
+    val = torch.cat(parts)
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[val] = False
     return torch.nonzero(mask).flatten(), val
@@ -306,7 +307,7 @@ DEEPER_CNN_PARAMETERS = 320 + 18_496 + 204_928 + 1_290  # conv1, conv2, dense 16
 ARTICLES_CNN_PARAMETERS = 693_962
 
 
-def _reference_deeper_cnn() -> nn.Module:
+def _reference_deeper_cnn() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),    # (B, 32, 26, 26) -> (B, 32, 13, 13)
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),   # (B, 64, 11, 11) -> (B, 64, 5, 5)
@@ -331,7 +332,7 @@ def _check_deeper_cnn(build: Callable) -> str:
         wanted = [(1, 32), (32, 64)]
         got_channels = [(c.in_channels, c.out_channels) for c in convs]
         if got_channels != wanted:
-            raise Hint(f"the convolutions should map 1 -> 32 and 32 -> 64 channels, got "
+            raise Hint("the convolutions should map 1 -> 32 and 32 -> 64 channels, got "
                        + " and ".join(f"{i} -> {o}" for i, o in got_channels))
         for conv in convs:
             if tuple(conv.kernel_size) != (3, 3):

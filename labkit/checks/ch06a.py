@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -205,7 +205,7 @@ def _attention_variant(q, k, v, *, scale: float | str = "sqrt d", mask: str = "f
                        zero_after: bool = False, fill: float = float("-inf")) -> torch.Tensor:
     """Attention with one thing changed, to recognise a learner's mistake. scale: "sqrt d", "d" or a number."""
     T, d = q.shape[-2], q.shape[-1]
-    scores = q @ k.transpose(-2, -1) / {"sqrt d": math.sqrt(d), "d": d}.get(scale, scale)
+    scores = q @ k.transpose(-2, -1) / ({"sqrt d": math.sqrt(d), "d": d}[scale] if isinstance(scale, str) else scale)
     ones = torch.ones(T, T, dtype=torch.bool)
     hidden = {"future": ones.triu(1), "past": ones.tril(-1), "none": torch.zeros_like(ones)}[mask]
     if zero_after:
@@ -314,7 +314,7 @@ def _as_count(value: Any, what: str) -> int:
         raise Hint(f"{what} should be a number (an int), got {type(value).__name__} {value!r:.60}")
     if not float(value).is_integer():
         raise Hint(f"{what} is {value}, not a whole number: a parameter count is an int")
-    return int(value)
+    return value if isinstance(value, int) else int(float(value))
 
 
 def _check_parameter_count(gpt_parameter_count: Callable) -> str:

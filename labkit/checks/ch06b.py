@@ -133,7 +133,8 @@ exercise(
 
 
 def _reference_weight_decay_groups(model: nn.Module) -> tuple[list[str], list[str]]:
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     for name, p in model.named_parameters():   # a tied weight is listed once
         (decay if p.dim() >= 2 else no_decay).append(name)  # matrices decay; biases and gains don't
     return decay, no_decay
@@ -221,14 +222,16 @@ def _check_weight_decay_groups(weight_decay_groups: Callable) -> str:
 
 
 def _groups_by_name(model: nn.Module):
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     for name, _ in model.named_parameters():
         (no_decay if name.endswith("bias") else decay).append(name)  # LayerNorm gains end in .weight
     return decay, no_decay
 
 
 def _groups_from_state_dict(model: nn.Module):
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     for name, tensor in model.state_dict().items():  # lists the tied lm_head.weight as well
         (decay if tensor.dim() >= 2 else no_decay).append(name)
     return decay, no_decay
@@ -236,7 +239,8 @@ def _groups_from_state_dict(model: nn.Module):
 
 def _groups_without_embeddings(model: nn.Module):
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
     return decay, no_decay

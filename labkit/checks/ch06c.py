@@ -20,7 +20,8 @@ Every check runs in well under a second and leaves the notebook's random stream 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -24,7 +24,8 @@ measurement with the perplexities measured once with ``labkit.load_smollm2()`` i
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

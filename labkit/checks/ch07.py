@@ -7,6 +7,8 @@ exercise of the chapter:
 - ``ch07b`` (07b_classification_and_lora): 07.4–07.6
 - ``ch07c`` (07c_instruction_tuning): 07.7–07.8
 """
-from labkit.checks import ch07a  # noqa: F401  (importing registers the exercises)
-from labkit.checks import ch07b  # noqa: F401
-from labkit.checks import ch07c  # noqa: F401
+from labkit.checks import (
+    ch07a,  # noqa: F401  (importing registers the exercises)
+    ch07b,  # noqa: F401
+    ch07c,  # noqa: F401
+)

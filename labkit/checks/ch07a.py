@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -46,6 +47,11 @@ def small_cnn(hidden: int = 16, num_classes: int = 10, seed: int = 0) -> nn.Sequ
             fc=nn.Sequential(nn.Flatten(), nn.Linear(8 * 5 * 5, hidden), nn.ReLU()),  # (B, hidden)
             head=nn.Linear(hidden, num_classes),                                     # (B, num_classes)
         ))
+
+
+def _head(model: nn.Module) -> nn.Linear:
+    """A small_cnn's last layer, model.head (the models these helpers get are small_cnn's)."""
+    return cast(nn.Linear, model.head)
 
 
 def _in_part(name: str, part: str) -> bool:
@@ -174,7 +180,7 @@ exercise(
 
 
 def _reference_new_head(model: nn.Module, num_classes: int) -> nn.Module:
-    model.head = nn.Linear(model.head.in_features, num_classes)
+    model.head = nn.Linear(_head(model).in_features, num_classes)
     return model
 
 
@@ -185,7 +191,7 @@ def _check_new_head(new_head: Callable) -> str:
         model = small_cnn(hidden=hidden)
         for part in BODY:  # a feature extractor: the body is frozen
             getattr(model, part).requires_grad_(False)
-        old_head = model.head
+        old_head = _head(model)
         body_before = {n: v for n, v in _snapshot(model).items() if not _in_part(n, "head")}
         call = f"new_head(model, {num_classes})"
         with torch.random.fork_rng(devices=[]):
@@ -233,11 +239,11 @@ def _check_new_head(new_head: Callable) -> str:
 
 
 def _new_model(model: nn.Module, num_classes: int) -> nn.Module:
-    return small_cnn(hidden=model.head.in_features, num_classes=num_classes, seed=3)
+    return small_cnn(hidden=_head(model).in_features, num_classes=num_classes, seed=3)
 
 
 def _stacked_head(model: nn.Module, num_classes: int) -> nn.Module:
-    model.head = nn.Sequential(model.head, nn.Linear(model.head.out_features, num_classes))
+    model.head = nn.Sequential(_head(model), nn.Linear(_head(model).out_features, num_classes))
     return model
 
 
@@ -247,16 +253,16 @@ def _fixed_width_head(model: nn.Module, num_classes: int) -> nn.Module:
 
 
 def _ten_classes_head(model: nn.Module, num_classes: int) -> nn.Module:
-    model.head = nn.Linear(model.head.in_features, 10)
+    model.head = nn.Linear(_head(model).in_features, 10)
     return model
 
 
 def _only_the_layer(model: nn.Module, num_classes: int) -> nn.Module:
-    return nn.Linear(model.head.in_features, num_classes)
+    return nn.Linear(_head(model).in_features, num_classes)
 
 
 def _unfreezes_everything(model: nn.Module, num_classes: int) -> nn.Module:
-    model.head = nn.Linear(model.head.in_features, num_classes)
+    model.head = nn.Linear(_head(model).in_features, num_classes)
     return model.requires_grad_(True)
 
 
@@ -280,7 +286,8 @@ exercise(
 
 
 def _reference_param_groups(model: nn.Module, body_lr: float, head_lr: float) -> list[dict[str, Any]]:
-    body, head = [], []
+    body: list[nn.Parameter] = []
+    head: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (head if name.startswith("head.") else body).append(p)
@@ -348,12 +355,12 @@ def _swapped_groups(model: nn.Module, body_lr: float, head_lr: float) -> list[di
 
 def _head_in_both(model: nn.Module, body_lr: float, head_lr: float) -> list[dict[str, Any]]:
     body = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": body, "lr": body_lr}, {"params": list(model.head.parameters()), "lr": head_lr}]
+    return [{"params": body, "lr": body_lr}, {"params": list(_head(model).parameters()), "lr": head_lr}]
 
 
 def _with_frozen(model: nn.Module, body_lr: float, head_lr: float) -> list[dict[str, Any]]:
     body = [p for name, p in model.named_parameters() if not name.startswith("head.")]
-    return [{"params": body, "lr": body_lr}, {"params": list(model.head.parameters()), "lr": head_lr}]
+    return [{"params": body, "lr": body_lr}, {"params": list(_head(model).parameters()), "lr": head_lr}]
 
 
 def _one_group(model: nn.Module, body_lr: float, head_lr: float) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ Every check runs in well under a second on small tensors and leaves the notebook
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -168,10 +169,10 @@ def _check_lora_seeded(LoRA: Callable) -> str:
     layer = LoRA(base, 3, 12)
     if not isinstance(layer, nn.Module):
         raise Hint(f"LoRA(base, rank, alpha) should build an nn.Module, got a {type(layer).__name__}")
-    for name in ("A", "B"):
-        if not isinstance(getattr(layer, name, None), nn.Parameter):
-            raise Hint(f"keep the low-rank factor {name} as an nn.Parameter named self.{name}, so that it trains")
-    A, B = layer.A, layer.B
+    A, B = getattr(layer, "A", None), getattr(layer, "B", None)
+    if not isinstance(A, nn.Parameter) or not isinstance(B, nn.Parameter):
+        name = "B" if isinstance(A, nn.Parameter) else "A"
+        raise Hint(f"keep the low-rank factor {name} as an nn.Parameter named self.{name}, so that it trains")
     same_shape(A, (3, 6), "self.A (rank, in_features)")
     same_shape(B, (10, 3), "self.B (out_features, rank)")
     if any(p.requires_grad for p in base.parameters()):

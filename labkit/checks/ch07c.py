@@ -17,8 +17,8 @@ Every check runs in well under a second and leaves the notebook's random stream 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +205,8 @@ class ScriptedGPT(GPT):
     ``generate`` (inherited) works, with or without its KV cache. It counts its calls and stops
     a loop that calls it more than ``call_limit`` times."""
 
+    table: torch.Tensor  # NEXT, a buffer
+
     def __init__(self, call_limit: int = 40) -> None:
         with torch.random.fork_rng(devices=[]):  # building the (unused) weights draws no random numbers of yours
             torch.manual_seed(0)
@@ -213,7 +215,7 @@ class ScriptedGPT(GPT):
         self.calls, self.call_limit = 0, call_limit
         self.register_buffer("table", torch.tensor(NEXT), persistent=False)
 
-    def forward(self, idx: torch.Tensor, cache: Any = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, idx: torch.Tensor, cache: Any = None) -> torch.Tensor:
         self.calls += 1
         if self.calls > self.call_limit:
             raise Hint(f"your function called the model more than {self.call_limit} times for one answer: does the "
