@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Callable, Iterable, Sequence, Union
+from collections.abc import Callable, Iterable, Sequence
 
 from matplotlib.figure import Figure
 
 __all__ = ["Value", "draw_graph", "plot_graph", "topological_order", "Module", "Neuron", "Layer", "MLP"]
 
-Number = Union[int, float]
+Number = int | float
 
 
-def _as_value(x: "Value | Number") -> "Value":
+def _as_value(x: Value | Number) -> Value:
     """Wrap a plain number as a constant Value (so `a + 1` and `2 * a` work)."""
     if isinstance(x, Value):
         return x
@@ -46,7 +46,7 @@ class Value:
 
     __slots__ = ("data", "grad", "_backward", "_prev", "_op", "label")
 
-    def __init__(self, data: Number, _children: Sequence["Value"] = (), _op: str = "", label: str = "") -> None:
+    def __init__(self, data: Number, _children: Sequence[Value] = (), _op: str = "", label: str = "") -> None:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise TypeError(f"Value holds one plain number (int or float), got {type(data).__name__} {data!r}; "
                             "for a tensor element use .item()")
@@ -62,7 +62,7 @@ class Value:
         return f"Value({name}data={self.data:.4g}, grad={self.grad:.4g})"
 
     # ------------------------------------------------------------------ the operations
-    def __add__(self, other: "Value | Number") -> "Value":
+    def __add__(self, other: Value | Number) -> Value:
         other = _as_value(other)
         out = Value(self.data + other.data, (self, other), "+")
 
@@ -73,7 +73,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def __mul__(self, other: "Value | Number") -> "Value":
+    def __mul__(self, other: Value | Number) -> Value:
         other = _as_value(other)
         out = Value(self.data * other.data, (self, other), "*")
 
@@ -84,7 +84,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def __pow__(self, exponent: Number) -> "Value":
+    def __pow__(self, exponent: Number) -> Value:
         if isinstance(exponent, Value) or isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
             raise TypeError(f"Value ** k needs a plain int/float exponent k, got {type(exponent).__name__}; "
                             "for a Value exponent write (k * a.log()).exp()")
@@ -115,31 +115,31 @@ class Value:
         out._backward = _backward
         return out
 
-    def __neg__(self) -> "Value":
+    def __neg__(self) -> Value:
         return self * -1
 
-    def __sub__(self, other: "Value | Number") -> "Value":
+    def __sub__(self, other: Value | Number) -> Value:
         return self + (-_as_value(other))
 
-    def __truediv__(self, other: "Value | Number") -> "Value":
+    def __truediv__(self, other: Value | Number) -> Value:
         other = _as_value(other)
         if other.data == 0:
             raise ZeroDivisionError(f"dividing {self!r} by a Value that is 0")
         return self * other ** -1
 
-    def __radd__(self, other: Number) -> "Value":  # 1 + a
+    def __radd__(self, other: Number) -> Value:  # 1 + a
         return self + other
 
-    def __rmul__(self, other: Number) -> "Value":  # 2 * a
+    def __rmul__(self, other: Number) -> Value:  # 2 * a
         return self * other
 
-    def __rsub__(self, other: Number) -> "Value":  # 1 - a
+    def __rsub__(self, other: Number) -> Value:  # 1 - a
         return _as_value(other) + (-self)
 
-    def __rtruediv__(self, other: Number) -> "Value":  # 1 / a
+    def __rtruediv__(self, other: Number) -> Value:  # 1 / a
         return _as_value(other) / self
 
-    def relu(self) -> "Value":
+    def relu(self) -> Value:
         out = Value(max(self.data, 0.0), (self,), "relu")
 
         def _backward() -> None:  # slope 1 where the input was positive, 0 elsewhere (torch uses 0 at 0)
@@ -148,7 +148,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def tanh(self) -> "Value":
+    def tanh(self) -> Value:
         t = math.tanh(self.data)
         out = Value(t, (self,), "tanh")
 
@@ -158,7 +158,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def sigmoid(self) -> "Value":
+    def sigmoid(self) -> Value:
         x = self.data  # the numerically stable form: never exp of a large positive number
         s = 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
         out = Value(s, (self,), "sigmoid")
@@ -169,7 +169,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def exp(self) -> "Value":
+    def exp(self) -> Value:
         try:
             e = math.exp(self.data)
         except OverflowError:
@@ -185,7 +185,7 @@ class Value:
         out._backward = _backward
         return out
 
-    def log(self) -> "Value":
+    def log(self) -> Value:
         if self.data <= 0:
             raise ValueError(f"log needs a positive number, got {self.data:g}; "
                              "a probability that reached 0 is often the cause (clamp it, or use log-softmax)")
@@ -427,8 +427,8 @@ class MLP(Module):
                        for i in range(len(sizes) - 1)]
 
     def __call__(self, x: Sequence[Value | Number]) -> Value | list[Value]:
-        out: Value | list[Value] = list(x)
-        for layer in self.layers:
+        out = self.layers[0](x)
+        for layer in self.layers[1:]:
             out = layer(out if isinstance(out, list) else [out])
         return out
 

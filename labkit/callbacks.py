@@ -257,8 +257,10 @@ class LivePlot(Callback):
     def _draw(self, state: FitState) -> None:
         from .plots import draw_history
 
-        self.drawn = state.history.epochs
         fig = self.figure
+        if fig is None:  # not enabled (on_fit_start made no figure): nothing to draw on
+            return
+        self.drawn = state.history.epochs
         fig.clear()
         shown = self.metrics if self.metrics is not None else [k for k in state.history if k not in _NOT_METRICS]
         n_panels = 2 if any(not k.endswith("loss") for k in shown) else 1
@@ -306,12 +308,14 @@ def _require_monitored(state: FitState, monitor: str, who: str) -> None:
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved for `patience` epochs; optionally restore the best weights."""
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0, mode: str = "auto", restore_best: bool = True) -> None:
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0, mode: str = "auto",
+                 restore_best: bool = True) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1 epoch, got {patience}")
         self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best
         self.mode = _mode_for(monitor, mode)
         self.is_better = _better(self.mode, min_delta)
+        self.best_state: dict[str, Any] | None = None
 
     def on_fit_start(self, state: FitState) -> None:
         _require_monitored(state, self.monitor, "EarlyStopping")
@@ -350,6 +354,7 @@ class BestCheckpoint(Callback):
         self.monitor, self.restore = monitor, restore
         self.mode = _mode_for(monitor, mode)
         self.is_better = _better(self.mode, 0.0)
+        self.best_state: dict[str, Any] | None = None
 
     def on_fit_start(self, state: FitState) -> None:
         _require_monitored(state, self.monitor, "BestCheckpoint")

@@ -38,10 +38,10 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -621,6 +621,7 @@ def make_loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.
         # `generator` is passed on too, so both paths draw the same shuffling order.
         return DataLoader(data, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False), generator=generator)
     if world > 1:
-        base = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+        sized = cast(Sized, data)  # a map-style Dataset: samplers need its length
+        base = RandomSampler(sized, generator=generator) if shuffle else SequentialSampler(sized)
         return DataLoader(data, batch_size=batch_size, sampler=Shard(base, rank, world), generator=generator)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)

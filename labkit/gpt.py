@@ -100,7 +100,7 @@ class LayerCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add this step's keys and values (B, n_head, T_new, head_size); return all of them so far."""
-        if self.keys is None:
+        if self.keys is None or self.values is None:
             self.keys, self.values = k, v
         else:
             self.keys = torch.cat([self.keys, k], dim=2)
@@ -200,13 +200,27 @@ class Block(nn.Module):
         return x
 
 
+class GPTBody(nn.ModuleDict):
+    """GPT's ``transformer``: a ModuleDict, so that the weights keep GPT-2's and nanoGPT's names
+    (``transformer.wte.weight`` …), whose parts are named here for editors and type checkers."""
+
+    wte: nn.Embedding  # token embedding
+    wpe: nn.Embedding  # position embedding
+    drop: nn.Dropout
+    h: nn.ModuleList   # the blocks
+    ln_f: nn.LayerNorm
+
+    def _get_name(self) -> str:
+        return "ModuleDict"  # print(model) reads as nanoGPT's does
+
+
 class GPT(nn.Module):
     """A GPT language model: token ids (B, T) → next-token logits (B, T, vocab_size)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
+        self.transformer = GPTBody(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
             wpe=nn.Embedding(config.block_size, config.n_embd),  # position embedding
             drop=nn.Dropout(config.dropout),
@@ -501,7 +515,7 @@ def _gpt2_config(hf: dict[str, Any], *, attention: str, dropout: float) -> GPTCo
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
         raise ValueError(f"this is a {model_type!r} configuration, not GPT-2's: GPT.from_gpt2 reads GPT-2 models only")
-    block_size = hf.get("n_positions", hf.get("n_ctx"))  # n_ctx: the name in the oldest config files
+    block_size: int = hf.get("n_positions", hf.get("n_ctx")) or 0  # n_ctx: the name in the oldest config files
     missing = [k for k in ("vocab_size", "n_layer", "n_head", "n_embd") if k not in hf]
     missing += [] if block_size else ["n_positions"]
     if missing:

@@ -29,13 +29,15 @@ from __future__ import annotations
 import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .tokenizers import ENDOFTEXT
+
+if TYPE_CHECKING:
+    from .gpt import GPT
 
 __all__ = [
     "IGNORE_INDEX",
@@ -186,7 +188,7 @@ def instruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 
 def respond(
-    model: nn.Module,
+    model: GPT,
     tokenizer: Any,
     example_or_instruction: Example | str,
     input: str = "",

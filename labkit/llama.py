@@ -103,6 +103,8 @@ class Rotary(nn.Module):
     between the tokens only — a relative position, with nothing to learn.
     """
 
+    inv_freq: torch.Tensor  # (D/2,) θ^(-2i/D), a buffer
+
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))  # (D/2,)

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +36,7 @@ from . import distributed
 from .callbacks import Callback, CallbackList, GradientClipping, default_callbacks, in_notebook
 from .device import get_device
 from .files import DamagedFileError, read_torch_file
-from .loop import History, TrainState, atomic_save, make_optimizer, run_periods
-from .loop import _autocast
+from .loop import History, TrainState, _autocast, atomic_save, make_optimizer, run_periods
 
 EVAL_SEED = 1234  # evaluation always reads the same windows, so its numbers are comparable over time
 
@@ -114,7 +112,8 @@ def configure_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW with two groups: weight decay on matrices (Linear and Embedding weights, ≥ 2-D) only,
     none on biases and LayerNorm gains (1-D), as in GPT-2 and nanoGPT."""
-    return make_optimizer("adamw", model, lr, weight_decay, decay_matrices_only=True, betas=betas)
+    optimizer = make_optimizer("adamw", model, lr, weight_decay, decay_matrices_only=True, betas=betas)
+    return cast(torch.optim.AdamW, optimizer)  # "adamw" made it
 
 
 def lr_at(step: int, *, max_lr: float, total_steps: int, warmup_steps: int, min_lr: float) -> float:
@@ -132,7 +131,7 @@ class WarmupCosine(Callback):
     """Sets the learning rate before every step from ``lr_at`` (so a resumed run gets the same rates)."""
 
     def __init__(self, max_lr: float, total_steps: int, warmup_steps: int, min_lr: float) -> None:
-        self.kw = dict(max_lr=max_lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr=min_lr)
+        self.kw: dict[str, Any] = dict(max_lr=max_lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr=min_lr)
 
     def _set(self, state: TrainState) -> None:
         lr = lr_at(state.step, **self.kw)
@@ -283,8 +282,9 @@ def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor |
 
 def _flops_per_token(model: nn.Module, block_size: int) -> float:
     """The model's training FLOPs per token: its own count if it has one (GPT), else 6·N."""
-    if hasattr(model, "flops_per_token"):
-        return float(model.flops_per_token(block_size))
+    own_count = getattr(model, "flops_per_token", None)
+    if own_count is not None:
+        return float(own_count(block_size))
     return 6.0 * sum(p.numel() for p in model.parameters())
 
 
@@ -349,7 +349,7 @@ class SampleText(Callback):
         self.handle = None
 
     def on_epoch_end(self, state: TrainState) -> None:
-        model = state.model
+        model: Any = state.model  # any model with a generate(): GPT, CharRNN, …
         prompt = torch.tensor([self.tokenizer.encode(self.prompt)], device=state.device)
         generator = torch.Generator(device=state.device).manual_seed(self.seed)  # training's randomness untouched
         out = model.generate(prompt, self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
@@ -404,8 +404,8 @@ def save_run(state: LMState, path: Path) -> None:
 
 
 def _config_dict(model: nn.Module) -> dict[str, Any]:
-    config = getattr(model, "config", None)
-    return config.to_dict() if hasattr(config, "to_dict") else {}
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    return to_dict() if callable(to_dict) else {}
 
 
 def _restore(state: LMState, path: Path) -> None:

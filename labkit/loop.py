@@ -116,7 +116,7 @@ def optimizer_step(state: TrainState, micro_batches: Sequence[Any], compute_loss
     gradients add up to those of the mean loss. Under DDP the loss reported is the ranks' mean. If that loss is NaN or infinite, the step is
     not taken (no weight changes), ``state.stop`` is set with the reason, and False is returned.
     """
-    model, optimizer = state.model, state.optimizer
+    optimizer = state.optimizer
     optimizer.zero_grad(set_to_none=True)
     k, total = len(micro_batches), 0.0
     for batch in micro_batches:
@@ -255,7 +255,7 @@ def make_optimizer(optimizer: str | Callable[..., torch.optim.Optimizer], model:
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if callable(optimizer):
         return optimizer(groups, lr=lr, weight_decay=weight_decay)
-    extra = {} if betas is None else {"betas": betas}
+    extra: dict[str, Any] = {} if betas is None else {"betas": betas}
     choices: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, **extra),
         "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **extra),

@@ -9,8 +9,8 @@ Every problem comes with a one-line fix.
 from __future__ import annotations
 
 import html
-import math
 import importlib.metadata as metadata
+import math
 import os
 import platform
 import sys
@@ -66,11 +66,13 @@ class DoctorReport:
             if not c.ok and c.fix:
                 lines.append(f"  {'':<22} {'fix' if c.required else 'note'}: {c.fix}")
         lines.append("-" * 60)
-        lines.append("all good: ready for the course" if self.ok else f"{len([c for c in self.problems if c.required])} problem(s) to fix (see ✗ above)")
+        required = [c for c in self.problems if c.required]
+        lines.append("all good: ready for the course" if self.ok else f"{len(required)} problem(s) to fix (see ✗ above)")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        facts = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in self.facts.items())
+        facts = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in self.facts.items())
         rows = []
         for c in self.checks:
             colour = "#1a7f37" if c.ok else ("#cf222e" if c.required else "#9a6700")
@@ -177,7 +179,8 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
     report = DoctorReport()
     python_ok = sys.version_info >= (3, 11)
     report.checks.append(
-        Check("Python", python_ok, platform.python_version() + ("" if python_ok else " (needs 3.11 or newer)"), "install Python 3.11 and run `make lab` again")
+        Check("Python", python_ok, platform.python_version() + ("" if python_ok else " (needs 3.11 or newer)"),
+              "install Python 3.11 and run `make lab` again")
     )
     report.checks += _package_checks()
 

@@ -17,7 +17,8 @@ Use them like torch's: `opt.zero_grad(); loss.backward(); opt.step()`.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
@@ -58,6 +58,11 @@ def new_figure(figsize: tuple[float, float]) -> NotebookFigure:
     return NotebookFigure(figsize=figsize, layout="constrained")
 
 
+def root_figure(fig: Figure | SubFigure) -> Figure:
+    """`fig` itself, or the Figure that holds it if it is a SubFigure (the one that is saved and shown)."""
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
 def _to_numpy(values: Any) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu()
@@ -78,7 +83,7 @@ def _name(label: int, class_names: Sequence[str] | None) -> str:
 # ---------------------------------------------------------------------------------------
 # Confusion matrix
 # ---------------------------------------------------------------------------------------
-def _text_colour_on(rgba: tuple[float, float, float, float]) -> str:
+def _text_colour_on(rgba: tuple[float, ...] | np.ndarray) -> str:
     """Black or white, whichever contrasts more with a background colour (WCAG luminance)."""
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
     luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
@@ -118,6 +123,7 @@ def plot_confusion_matrix(
         values = counts
         vmax = max(float(values.max()), 1.0)
 
+    fig: Figure | SubFigure
     if ax is None:
         side = max(4.5, 0.55 * n + 2.5)
         fig = new_figure(figsize or (side + 1.0, side))
@@ -149,7 +155,7 @@ def plot_confusion_matrix(
     if title is None:
         title = "Confusion matrix (% of each true class)" if normalize else "Confusion matrix"
     ax.set_title(title)
-    return fig
+    return root_figure(fig)
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,16 +239,15 @@ def _captions(
     """Captions "label", "pred: p" or "true → pred" and their colours (red when wrong)."""
     if targets is None and preds is None:
         return [], []
-    count = len(targets) if targets is not None else len(preds)
     captions, colours = [], []
-    for k in range(count):
-        if preds is None:
+    for k in range(len(targets) if targets is not None else len(preds or ())):
+        if preds is None and targets is not None:
             captions.append(_name(targets[k], class_names))
             colours.append(RIGHT_COLOUR)
-        elif targets is None:
+        elif targets is None and preds is not None:
             captions.append(f"pred: {_name(preds[k], class_names)}")
             colours.append(RIGHT_COLOUR)
-        else:
+        elif targets is not None and preds is not None:
             captions.append(f"{_name(targets[k], class_names)} → {_name(preds[k], class_names)}")
             colours.append(WRONG_COLOUR if targets[k] != preds[k] else RIGHT_COLOUR)
     # Long "true → pred" captions would run into the neighbours: break them before the arrow.
@@ -361,6 +366,7 @@ def show_mistakes(
         wrong = wrong[order]
     shown = wrong[:n].tolist()
 
+    picked: np.ndarray | list[Any]
     if isinstance(images, (torch.Tensor, np.ndarray)):
         picked = _to_numpy(images)[shown]
     else:  # a Dataset (or list): read only the images we show

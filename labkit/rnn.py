@@ -163,11 +163,13 @@ class CharRNN(nn.Module):
             raise ValueError(f"token ids must be in 0 … {self.config.vocab_size - 1} (the model's vocab_size), "
                              f"got ids from {int(idx.min())} to {int(idx.max())}: build the model with "
                              f"vocab_size=tokenizer.vocab_size")
-        states = list(states) if states is not None else [None] * len(self.layers)  # None: a zero state
+        given: list[State | None] = list(states) if states is not None else [None] * len(self.layers)  # None: zeros
+        new_states: list[State] = []
         x = self.embedding(idx)  # (B, T, H)
         for k, layer in enumerate(self.layers):
-            x, states[k] = layer(x, states[k])  # (B, T, H), the layer's last state
-        return self.head(x), states
+            x, state = layer(x, given[k])  # (B, T, H), the layer's last state
+            new_states.append(state)
+        return self.head(x), new_states
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

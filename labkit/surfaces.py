@@ -15,13 +15,17 @@ pictures to show that the negative gradient points downhill, across the contour 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.typing import LegendLocType  # the locations legend() accepts
 
 __all__ = ["Surface", "SURFACES", "run_optimizer", "race", "plot_paths", "plot_surface_3d", "surface_grid",
            "PATH_COLOURS", "LINE_COLOURS"]
@@ -58,8 +62,8 @@ class Surface:
     def gradient(self, x: float, y: float) -> torch.Tensor:
         """(∂f/∂x, ∂f/∂y) at one point, by autograd: a tensor of shape (2,)."""
         point = torch.tensor([x, y], dtype=torch.float64, requires_grad=True)
-        self.f(point[0], point[1]).backward()
-        return point.grad
+        (grad,) = torch.autograd.grad(self.f(point[0], point[1]), point)
+        return grad
 
 
 def _bowl(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -172,7 +176,7 @@ LINE_COLOURS = ["#ff7f0e", "#555555", "#ff4fd8", "#00acc1", "#d62728", "#bcbd22"
 def plot_paths(surface: Surface | str, paths: Mapping[str, torch.Tensor | np.ndarray] | None = None,
                ax: Axes | None = None, levels: int = 30, log_levels: bool | None = None,
                title: str | None = None, figsize: tuple[float, float] = (6.5, 5.0),
-               legend_loc: str = "best") -> Figure:
+               legend_loc: LegendLocType = "best") -> Figure:
     """Filled contours of `surface` with each path (T, 2) drawn on top; returns the Figure.
 
     Each path gets a line with small dots (one per step), a white square at its start and a big dot at
@@ -214,7 +218,9 @@ def plot_paths(surface: Surface | str, paths: Mapping[str, torch.Tensor | np.nda
     ax.set_ylabel("y")
     ax.set_title(title if title is not None else surface.name)
     ax.legend(loc=legend_loc, fontsize=8, framealpha=0.85)
-    return ax.figure
+    from labkit.plots import root_figure
+
+    return root_figure(ax.figure)
 
 
 def plot_surface_3d(surface: Surface | str, paths: Mapping[str, torch.Tensor] | None = None,

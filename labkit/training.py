@@ -336,7 +336,7 @@ def _forward_naming_layers(model: nn.Module, x: Any) -> torch.Tensor:
             name, module, inputs = open_layers[-1]
             received = inputs[0] if inputs and torch.is_tensor(inputs[0]) else None
             hint = _dtype_hint(module, received)
-            if hint:
+            if hint and received is not None:  # (a hint needs the input it is about)
                 batches = getattr(x, "dtype", received.dtype)
                 also = f" (the data's batches are {batches})" if batches != received.dtype else ""
                 raise DtypeError(
