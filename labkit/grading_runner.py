@@ -29,8 +29,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
@@ -102,7 +103,7 @@ def _kernel_manager(job: dict[str, Any]) -> Any:
 def _client_class(mime_type: str, emit: Callable[[dict[str, Any]], None]) -> Any:
     from nbclient import NotebookClient
 
-    class Client(NotebookClient):  # type: ignore[misc]
+    class Client(NotebookClient):
         """Reports every check result the moment its message arrives (before clear_output can hide it)."""
 
         def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:

@@ -35,9 +35,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 __all__ = ["Isolation", "View", "LEVELS", "detect", "course_read_only_paths", "run_script_argv"]
 
@@ -86,8 +86,8 @@ def course_read_only_paths() -> list[Path]:
                   str(Path(sys.executable).resolve().parent.parent)):
         paths.append(Path(value).resolve())
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        if value := sysconfig.get_paths().get(key):
-            paths.append(Path(value).resolve())
+        if found := sysconfig.get_paths().get(key):
+            paths.append(Path(found).resolve())
     labkit_dir = Path(__file__).resolve().parent
     course = labkit_dir.parent
     paths += [labkit_dir, course / "datasets", course / "checkpoints", course / "pyproject.toml"]
@@ -206,7 +206,7 @@ def _probe(level: str) -> str:
         work.mkdir()
         scratch.mkdir()
         view = View(workdir=work, scratch=scratch, read_only=course_read_only_paths())
-        probe = "import os, socket; assert os.getuid() == %d; open('ok', 'w').write(str(os.getpid()))" % SANDBOX_UID
+        probe = f"import os, socket; assert os.getuid() == {SANDBOX_UID:d}; open('ok', 'w').write(str(os.getpid()))"
         argv = Isolation(level, "").wrap([sys.executable, "-c", probe], view)
         try:
             done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=60,
@@ -225,7 +225,7 @@ def detect(requested: str = "auto") -> Isolation:
     RuntimeError saying why; the result of each probe is kept for the rest of the process."""
     if requested not in ("auto", *LEVELS):
         raise ValueError(f"isolation must be one of auto, {', '.join(LEVELS)}; got {requested!r}")
-    reasons = []
+    reasons: list[str] = []
     for level in LEVELS if requested == "auto" else (requested,):
         if level not in _DETECTED:
             problem = _probe(level)
