@@ -1,12 +1,108 @@
 """labkit — the small lab kit of the course "From Zero to Large Models" (从零开始大模型开发与微调).
 
-Each chapter builds a thing by hand first, then reuses the version kept here. The public face,
-name → module (each module is imported the first time one of its names is used):
+Each chapter builds a thing by hand first, then reuses the version kept here. The public face is
+PUBLIC below, name → module (each module is imported the first time one of its names is used);
+the TYPE_CHECKING block names the same things for editors and type checkers.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # What editors and type checkers see (`name as name`: re-exported, PEP 484). At run time
+    # __getattr__ below imports each module the first time one of its names is used.
+    from .callbacks import (
+        BestCheckpoint as BestCheckpoint,
+        Callback as Callback,
+        EarlyStopping as EarlyStopping,
+        GradientClipping as GradientClipping,
+        LivePlot as LivePlot,
+        LRScheduler as LRScheduler,
+        ProgressBar as ProgressBar,
+    )
+    from .data import (
+        class_names as class_names,
+        gpt2_ranks_path as gpt2_ranks_path,
+        load_images as load_images,
+        load_instructions as load_instructions,
+        load_poem_info as load_poem_info,
+        load_poems as load_poems,
+        load_reviews as load_reviews,
+        load_table as load_table,
+        load_text as load_text,
+        torchvision_dataset as torchvision_dataset,
+    )
+    from .device import get_device as get_device
+    from .exercises import check as check, compare as compare, summary as summary
+    from .finetune import (
+        GPTClassifier as GPTClassifier,
+        LoRALinear as LoRALinear,
+        apply_lora as apply_lora,
+        encode_batch as encode_batch,
+        freeze as freeze,
+        load_adapters as load_adapters,
+        merge_lora as merge_lora,
+        parameter_counts as parameter_counts,
+        save_adapters as save_adapters,
+        trainable_summary as trainable_summary,
+        training_memory as training_memory,
+        unfreeze as unfreeze,
+    )
+    from .gpt import (
+        GPT as GPT,
+        GPTConfig as GPTConfig,
+        load_checkpoint as load_checkpoint,
+        load_pretrained as load_pretrained,
+        save_checkpoint as save_checkpoint,
+    )
+    from .instruct import (
+        InstructionCollator as InstructionCollator,
+        collate_instructions as collate_instructions,
+        exact_match as exact_match,
+        format_prompt as format_prompt,
+        instruction_loss as instruction_loss,
+        normalized_exact_match as normalized_exact_match,
+        respond as respond,
+    )
+    from .llama import Llama as Llama, LlamaConfig as LlamaConfig
+    from .lm import (
+        SampleText as SampleText,
+        estimate_loss as estimate_loss,
+        get_batch as get_batch,
+        lm_loss as lm_loss,
+        train_lm as train_lm,
+    )
+    from .machine import doctor as doctor
+    from .memory import (
+        activation_bytes as activation_bytes,
+        count_saved_tensors as count_saved_tensors,
+        gpt_training_memory as gpt_training_memory,
+    )
+    from .metrics import (
+        accuracy as accuracy,
+        classification_report as classification_report,
+        confusion_matrix as confusion_matrix,
+        precision_recall_f1 as precision_recall_f1,
+        predict as predict,
+    )
+    from .plots import (
+        plot_confusion_matrix as plot_confusion_matrix,
+        plot_history as plot_history,
+        show_images as show_images,
+        show_mistakes as show_mistakes,
+    )
+    from .rnn import CharRNN as CharRNN, LSTMLayer as LSTMLayer, RNNLayer as RNNLayer
+    from .seed import seed_everything as seed_everything
+    from .smollm2 import SmolLM2Tokenizer as SmolLM2Tokenizer, chat as chat, load_smollm2 as load_smollm2
+    from .tokenizers import (
+        BPETokenizer as BPETokenizer,
+        CharTokenizer as CharTokenizer,
+        compare_tokenizers as compare_tokenizers,
+        gpt2_tokenizer as gpt2_tokenizer,
+    )
+    from .training import History as History, evaluate as evaluate, fit as fit
+    from .widgets import HyperparameterPanel as HyperparameterPanel
 
 PUBLIC: dict[str, str] = {
     # the machine
