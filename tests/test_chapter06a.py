@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from labkit.checks import ch06a
 from labkit.exercises import chapter_exercises, check
-from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import GPT, GPTConfig
 from labkit.tokenizers import merge as labkit_merge
+from notebook_cells import cells as _cells, code_cells as _code_cells
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06a_tokens_and_attention.ipynb"

@@ -17,9 +17,9 @@ from torch import nn
 
 from labkit.checks import ch06b
 from labkit.exercises import chapter_exercises, check
-from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import GPT, GPTConfig
 from labkit.lm import configure_optimizer, lr_at
+from notebook_cells import cells as _cells, code_cells as _code_cells
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06b_pretraining.ipynb"

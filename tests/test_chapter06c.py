@@ -13,8 +13,8 @@ import torch
 
 from labkit.checks import ch06c
 from labkit.exercises import chapter_exercises, check
-from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.gpt import filter_logits
+from notebook_cells import cells as _cells, code_cells as _code_cells
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "06c_sampling_and_kv_cache.ipynb"

@@ -16,8 +16,8 @@ from torch import nn
 
 from labkit.checks import ch07a
 from labkit.exercises import chapter_exercises, check
-from notebook_cells import cells as _cells, code_cells as _code_cells
 from labkit.finetune import freeze, parameter_counts, unfreeze
+from notebook_cells import cells as _cells, code_cells as _code_cells
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "07a_transfer_learning.ipynb"
@@ -126,7 +126,7 @@ def test_new_head_check_accepts_a_copy_and_a_zero_initialised_head():
         head = nn.Linear(model.head.in_features, num_classes)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
-        setattr(model, "head", head)
+        model.head = head
         return model
 
     assert check("07.2", on_a_copy, show=False).passed

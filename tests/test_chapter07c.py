@@ -151,7 +151,7 @@ def test_scripted_gpt_is_a_gpt_whose_greedy_answers_follow_its_table():
     assert isinstance(model, GPT)
     logits = model(torch.tensor([[4, 1]]))
     assert logits.shape == (1, 2, 16) and logits[0, -1].argmax().item() == ch07c.NEXT[1]
-    for (prompt, max_new, want), got in zip(ch07c._ANSWER_CASES, ch07c._answers(ch07c._reference_answer_ids)):
+    for (prompt, _max_new, want), got in zip(ch07c._ANSWER_CASES, ch07c._answers(ch07c._reference_answer_ids)):
         assert got == want, prompt
 
 

@@ -7,12 +7,16 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from labkit.gpt import SHIPPED, load_pretrained
 from labkit.lm import estimate_loss
+
+if TYPE_CHECKING:
+    from labkit.gpt import GPT
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "meta.json", "history.csv", "loss.png")
@@ -37,7 +41,7 @@ def test_checkpoint_is_complete_and_at_most_25_mb(name):
 def test_loaded_weights_give_the_recorded_validation_loss(name):
     sys.path.insert(0, str(REPO / "tools"))
     try:
-        from train_checkpoints import corpus, RECIPES
+        from train_checkpoints import RECIPES, corpus
     finally:
         sys.path.remove(str(REPO / "tools"))
     model, tokenizer, meta = load_pretrained(name)
@@ -63,7 +67,7 @@ def test_shakespeare_meets_the_course_target_and_every_checkpoint_trained_within
 # ------------------------------------------------------------------ damaged files: which file, what is wrong, what to do
 
 
-def tiny_gpt(**overrides) -> "GPT":
+def tiny_gpt(**overrides) -> GPT:
     from labkit.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)

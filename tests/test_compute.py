@@ -10,7 +10,12 @@ import pytest
 
 from labkit import compute, data
 from labkit.compute import (
-    REFERENCE_ACCELERATORS, format_bytes, format_count, format_duration, training_flops, training_memory_bytes,
+    REFERENCE_ACCELERATORS,
+    format_bytes,
+    format_count,
+    format_duration,
+    training_flops,
+    training_memory_bytes,
     training_time_seconds,
 )
 

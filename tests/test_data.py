@@ -287,7 +287,8 @@ def test_a_file_missing_from_the_sums_mentions_the_malformed_lines(copied):
     lines = [line if not line.endswith("  MNIST/raw/t10k-images-idx3-ubyte") else "oops MNIST/raw/t10k-images"
              for line in sums.read_text().splitlines()]
     sums.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"has no line in datasets/SHA256SUMS; its malformed line \d+, 'oops MNIST/raw/t10k-images', may have"):
+    with pytest.raises(DatasetError, match=r"has no line in datasets/SHA256SUMS; its malformed line \d+, "
+                                           r"'oops MNIST/raw/t10k-images', may have"):
         data.verify("mnist")
 
 

@@ -63,8 +63,8 @@ def run(tmp_path: Path, kind: str, batch: int, ranks: int, checkpoint: str = "")
     launcher = ([sys.executable] if ranks == 1 else
                 [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"])
     env = {**os.environ, "PYTHONPATH": str(REPO), "LABKIT_DEVICE": "cpu"}
-    done = subprocess.run([*launcher, str(script), kind, str(batch), str(out), *([checkpoint] if checkpoint else [])], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*launcher, str(script), kind, str(batch), str(out), *([checkpoint] if checkpoint else [])],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = torch.load(out, weights_only=True)
     assert result["world"] == ranks
@@ -73,7 +73,7 @@ def run(tmp_path: Path, kind: str, batch: int, ranks: int, checkpoint: str = "")
 
 def assert_same_weights(a: dict, b: dict, atol: float) -> None:
     for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.slow

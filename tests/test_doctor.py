@@ -10,14 +10,16 @@ import pytest
 import torch
 
 import labkit
-doctor_module = importlib.import_module("labkit.machine")
 from labkit.device import device_reason, get_device
+
+doctor_module = importlib.import_module("labkit.machine")
 
 
 def test_doctor_reports_everything_a_learner_needs():
     report = labkit.doctor(seconds=0.1)
     text = str(report)
-    for needed in ("Python", "torch", "torchvision", "jupyterlab", "device", "CPU threads", "matmul speed", "dataset mnist", "dataset fashion_mnist"):
+    for needed in ("Python", "torch", "torchvision", "jupyterlab", "device", "CPU threads", "matmul speed", "dataset mnist",
+                   "dataset fashion_mnist"):
         assert needed in text, needed
     assert report.ok, text
     assert report.gflops["float32"] > 1  # a real measurement, not a placeholder
@@ -47,7 +49,8 @@ def test_a_too_old_package_is_reported_with_the_needed_range(monkeypatch):
 
 
 def test_a_damaged_dataset_makes_doctor_fail(monkeypatch):
-    monkeypatch.setattr("labkit.data.dataset_status", lambda: [("mnist", False, "datasets/MNIST/raw/x is missing\nrebuild it with `python datasets/build.py mnist`")])
+    missing = "datasets/MNIST/raw/x is missing\nrebuild it with `python datasets/build.py mnist`"
+    monkeypatch.setattr("labkit.data.dataset_status", lambda: [("mnist", False, missing)])
     report = labkit.doctor(benchmark=False)
     (problem,) = report.problems
     assert problem.name == "dataset mnist" and "python datasets/build.py mnist" in problem.fix
@@ -94,4 +97,4 @@ def test_public_names_all_resolve():
     for name in labkit.__all__:
         assert getattr(labkit, name) is not None, name
     with pytest.raises(AttributeError):
-        labkit.no_such_thing
+        labkit.no_such_thing  # noqa: B018  reading the attribute is what must raise

@@ -10,8 +10,17 @@ from torch import nn
 
 from labkit import exercises
 from labkit.exercises import (
-    MIME_TYPE, CheckResult, Exercise, Hint, all_exercises, check, chapter_exercises, close,
-    register, same_shape, summary,
+    MIME_TYPE,
+    CheckResult,
+    Exercise,
+    Hint,
+    all_exercises,
+    chapter_exercises,
+    check,
+    close,
+    register,
+    same_shape,
+    summary,
 )
 
 ALL = all_exercises()

@@ -64,7 +64,7 @@ def occurs(form: str, text: str) -> bool:
     return re.search(pattern, text) is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def chapter_text(path: Path) -> str:
     """A notebook's markdown and code, normalised for searching."""
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]

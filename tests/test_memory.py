@@ -14,7 +14,11 @@ from labkit.finetune import training_memory
 from labkit.gpt import GPT, PRESETS, GPTConfig
 from labkit.lm import configure_optimizer, lm_loss
 from labkit.memory import (
-    activation_bytes, count_saved_tensors, gpt_activation_bytes, gpt_num_parameters, gpt_training_memory,
+    activation_bytes,
+    count_saved_tensors,
+    gpt_activation_bytes,
+    gpt_num_parameters,
+    gpt_training_memory,
 )
 
 

@@ -100,7 +100,8 @@ def test_at_most_one_browser_test_cell_and_it_has_a_slider_or_a_panel(chapter):
         if "HyperparameterPanel(" in source:  # a panel: the test moves its learning rate and presses Train
             return
         setup = "".join("".join(c["source"]) for c in _cells(chapter) if "browser-setup" in c.get("metadata", {}).get("tags", []))
-        assert re.search(r"widgets\.\w*Slider\(", source + setup), "the browser test moves a slider: the cell (or a function its setup defines) needs one"
+        assert re.search(r"widgets\.\w*Slider\(", source + setup), \
+            "the browser test moves a slider: the cell (or a function its setup defines) needs one"
         if "interact(" in source:  # interact's first keyword argument becomes the first control
             first_control = source.index("widgets.", source.index("interact("))
             assert re.match(r"widgets\.\w*Slider\(", source[first_control:]), "the first control must be a slider"

@@ -7,7 +7,6 @@ from torch import nn
 
 from labkit import optimizers as mine
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.py
 
 # name -> (labkit optimizer, its torch.optim twin)

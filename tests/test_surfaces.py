@@ -11,7 +11,6 @@ from matplotlib.figure import Figure
 from labkit import optimizers
 from labkit.surfaces import SURFACES, Surface, plot_paths, plot_surface_3d, race, run_optimizer, surface_grid
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.py
 
 

@@ -75,7 +75,8 @@ def test_panel_builds_with_the_starting_values(data):
     assert list(panel.batch_size_slider.options) == [16, 32, 64, 128, 256, 512]
     assert (panel.epochs_slider.min, panel.epochs_slider.max) == (1, 20)
     assert (panel.dropout_slider.min, panel.dropout_slider.max) == (0.0, 0.8)
-    labels = [s.description for s in (panel.lr_slider, panel.batch_size_slider, panel.epochs_slider, panel.width_slider, panel.dropout_slider)]
+    sliders = (panel.lr_slider, panel.batch_size_slider, panel.epochs_slider, panel.width_slider, panel.dropout_slider)
+    labels = [s.description for s in sliders]
     assert labels == ["learning rate", "batch size", "epochs", "width", "dropout"]
     assert bytes(panel.image.value).startswith(PNG_MAGIC)  # the "press Train" placeholder
     assert panel.runs == [] and panel.history is None and panel.model is None
