@@ -76,7 +76,8 @@ def measure(kind: str, train: TensorDataset, val: TensorDataset, batch_size: int
             if r:
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["hand-written loop"])
-    print(f"\n{kind.upper()}: {len(train)} training + {len(val)} validation examples, batch {batch_size}, {rounds} rounds, {torch.get_num_threads()} threads")
+    print(f"\n{kind.upper()}: {len(train)} training + {len(val)} validation examples, batch {batch_size}, "
+          f"{rounds} rounds, {torch.get_num_threads()} threads")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:<20} {median:6.3f} s/epoch   ratio to hand-written loop {median / base:.3f}")

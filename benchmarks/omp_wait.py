@@ -49,7 +49,7 @@ def child(steps: int) -> None:
     optimizer = configure_optimizer(model, 1e-3)
     data = torch.randint(0, 65, (100_000,))
     times = []
-    for step in range(steps + 5):
+    for _step in range(steps + 5):
         ix = torch.randint(0, len(data) - 65, (12,))
         x = torch.stack([data[i: i + 64] for i in ix])
         y = torch.stack([data[i + 1: i + 65] for i in ix])

@@ -1055,7 +1055,7 @@ def instruction_candidates(sources: dict[str, str], split: str) -> dict[tuple[st
 
     # count_lines (English) and speaker: whole speeches of this split's part of the plays
     speeches = whole_speeches(shakespeare)
-    for speaker, *lines in speeches:
+    for _speaker, *lines in speeches:
         speech = "\n".join(lines)
         if len(lines) in SPEECH_LINE_COUNTS and len(speech) <= SPEECH_MAX_CHARS:
             add("count_lines", "en", len(lines), speech, str(len(lines)))
