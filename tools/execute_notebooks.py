@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET_S = 300  # COURSE.md: every notebook runs top to bottom in at most 5 minutes on a 2-core CPU
+BUDGET_S = 300  # docs/design.md: every notebook runs top to bottom in at most 5 minutes on a 2-core CPU
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernels inherit it: see the Makefile
 
 
