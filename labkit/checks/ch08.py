@@ -6,3 +6,4 @@ exercise of the chapter:
 - ``ch08a`` (08a_memory_and_speed): 08.1–08.4
 """
 from labkit.checks import ch08a  # noqa: F401  (importing registers the exercises)
+from labkit.checks import ch08b  # noqa: F401  (08b_distributed, in drafts/: 08.5–08.7)

@@ -1,0 +1,130 @@
+"""Chapter 08b (training on several processes), a draft in drafts/: its notebooks are wired to their
+checks, the checks agree with labkit.parallelism, and the widget's slice of the notebook runs on its own.
+
+tests/test_notebook_wiring.py checks what every chapter in chapters/ shares; until 08b moves there,
+this file checks the same for the draft.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from labkit.checks import ch08b
+from labkit.exercises import chapter_exercises, check
+from labkit.parallelism import data_parallel_speedup, ring_all_reduce_bytes, zero_bytes_per_device
+from notebook_cells import cells as _cells, code_cells as _code_cells
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = "08b_distributed"
+CHAPTER = REPO / "drafts" / f"{NAME}.ipynb"
+SOLUTIONS = REPO / "drafts" / f"{NAME}_solutions.ipynb"
+IDS = [ex.id for ex in chapter_exercises("08b")]
+
+
+def test_the_notebook_has_exercises_08_5_to_08_7():
+    assert IDS == ["08.5", "08.6", "08.7"]
+    assert [ex.id for ex in chapter_exercises("08")][4:7] == IDS
+
+
+@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
+def test_wiring_seed_cell_length_and_executed(path):
+    code = _code_cells(path)
+    assert "labkit.seed_everything(0)" in code[0]
+    for cell in _cells(path):
+        assert len("".join(cell["source"]).splitlines()) <= 45
+    assert all(c.get("execution_count") for c in _cells(path) if c["cell_type"] == "code"), "commit it executed"
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_one_stub_in_the_chapter_and_an_answer_in_the_solutions(exercise_id):
+    stubs = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c and "# TODO" in c]
+    assert len(stubs) == 1 and re.search(r"raise NotImplementedError  # TODO", stubs[0])
+    answers = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
+    assert len(answers) == 1 and "NotImplementedError" not in answers[0]
+    last = _code_cells(SOLUTIONS)[-1]
+    assert 'summary("08b")' in last and "all_passed" in last and "assert" in last
+
+
+def test_timing_and_widget_cells_are_marked_for_nbval():
+    for source in _code_cells(CHAPTER) + _code_cells(SOLUTIONS):
+        if re.match(r"def |[A-Z_]+ = r\"\"\"", source):
+            continue                                 # a helper's or a script's definition prints nothing
+        if re.search(r"\binteract\(|perf_counter\(\)|\btokens_per_s\b|launch\(\[.*labkit", source):
+            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:120]
+
+
+def test_subprocesses_are_time_limited():
+    for source in _code_cells(CHAPTER) + _code_cells(SOLUTIONS):
+        for call in re.findall(r"subprocess\.run\((.*?)\)\n", source, re.S):
+            assert "timeout=" in call, call[:120]
+        for call in re.findall(r"\blaunch\(\[[^\n]*", source):
+            assert "timeout=" in call, call
+
+
+def test_one_browser_test_cell_whose_first_control_is_a_slider():
+    tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    source = "".join(tagged[0]["source"])
+    assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+    first = re.search(r"\w+=widgets\.(\w+)\(", source)
+    assert first and first.group(1) == "IntSlider"
+
+
+def test_the_widget_slice_runs_on_its_own():
+    """What the browser test runs: the cells tagged browser-setup, then the widget cell."""
+    import matplotlib
+    matplotlib.use("Agg")
+    cells = [c for c in _cells(CHAPTER)
+             if {"browser-setup", "browser-test"} & set(c.get("metadata", {}).get("tags", []))]
+    assert "browser-test" in cells[-1]["metadata"]["tags"]
+    namespace: dict = {}
+    for cell in cells:
+        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    fig, ax = namespace["plt"].subplots()
+    for machines, bandwidth, params, step in ((128, 0.1, 1e5, 10), (1, 1000, 1, 1e4)):   # the sliders' far ends
+        speed, share = namespace["speedup_curves"](ax, machines, bandwidth, params, step)
+        assert 0 < speed <= machines and 0 <= share < 1
+    namespace["plt"].close("all")
+
+
+def test_result_assertions_keep_their_thresholds():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert 'r["max_diff"] < 1e-3 * r["moved"]' in source
+    assert 'abs(by_hand[0]["weights_sum"] - by_hand[1]["weights_sum"]) < 1e-9' in source
+    assert "max(losses) - min(losses) < 1e-3" in source
+    assert "assert by_hand_bytes == parallelism.ring_all_reduce_bytes(N, world)" in source
+    assert "assert row == [zero_by_hand(n7b, devices, s) for s in range(4)]" in source
+
+
+def test_no_measured_number_is_typed_into_the_prose():
+    """Markdown may hold formulas and facts (16 bytes, 80 GB, 7 B), never a speed this machine measured."""
+    for cell in _cells(CHAPTER):
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            assert not re.search(r"\d[\d,.]*\s*(?:tokens/s|tok/s|ms/step|x faster|× faster)", text), text[:200]
+
+
+# --------------------------------------------------------------------------- the checks agree with labkit
+
+
+def test_references_are_labkits_functions():
+    for n, world, b in ch08b._ALL_REDUCE_CASES:
+        assert check("08.5", lambda n_, w_, b_: ring_all_reduce_bytes(n_, w_, b_), show=False).passed
+        assert ring_all_reduce_bytes(n, world, b) <= 2 * n * b
+    for n, d, stage in ch08b._ZERO_CASES:
+        assert ch08b._reference_zero_bytes(n, d, stage) == zero_bytes_per_device(n, d, stage)["total"]
+    for k, step, grad, bw in ch08b._SPEEDUP_CASES:
+        speed = data_parallel_speedup(k, step, grad, bw)[0]
+        ring = 2 * (k - 1) / k * grad / (bw * 1e9)
+        assert math.isclose(speed, k * step / (step + ring))
+
+
+def test_each_wrong_number_gets_its_own_hint_not_the_general_one():
+    general = {"08.5": "each N − 1 steps of 1/N", "08.6": "each sharded part is divided", "08.7": "one step of compute, then"}
+    for ex in chapter_exercises("08b"):
+        for wrong in ex.wrong:
+            result = check(ex.id, wrong(), show=False)
+            assert not result.passed and general[ex.id] not in result.message, (ex.id, result.message)
