@@ -7,3 +7,4 @@ exercise of the chapter:
 """
 from labkit.checks import ch08a  # noqa: F401  (importing registers the exercises)
 from labkit.checks import ch08b  # noqa: F401  (08b_distributed, in drafts/: 08.5–08.7)
+from labkit.checks import ch08c  # noqa: F401  (08c, in drafts/: 08c_pruning_and_quantization: 08.8–08.11)

@@ -1,0 +1,133 @@
+"""Chapter 08c (pruning and quantization), a draft in drafts/: its notebooks are wired to its checks,
+the checks' references agree with torch.nn.utils.prune, PyTorch's int8 and gguf's Q4_1, and the
+widget's slice of the notebook runs on its own.
+
+tests/test_notebook_wiring.py checks the same for chapters/ once the draft moves there.
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType, quants
+from torch import nn
+from torch.nn.utils import prune
+
+from labkit.checks import ch08c
+from labkit.exercises import chapter_exercises, check
+from notebook_cells import cells as _cells, code_cells as _code_cells
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = "08c_pruning_and_quantization"
+CHAPTER = REPO / "drafts" / f"{NAME}.ipynb"
+SOLUTIONS = REPO / "drafts" / f"{NAME}_solutions.ipynb"
+IDS = [ex.id for ex in chapter_exercises("08c")]
+
+
+def test_the_notebook_has_exercises_08_8_to_08_11():
+    assert IDS == ["08.8", "08.9", "08.10", "08.11"]
+
+
+@pytest.mark.parametrize("path", [CHAPTER, SOLUTIONS], ids=["chapter", "solutions"])
+def test_wiring_seed_cell_length_and_executed(path):
+    code = _code_cells(path)
+    assert "labkit.seed_everything(0)" in code[0]
+    for cell in _cells(path):
+        assert len("".join(cell["source"]).splitlines()) <= 45
+    assert all(c.get("execution_count") for c in _cells(path) if c["cell_type"] == "code"), "commit it executed"
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_one_stub_in_the_chapter_and_an_answer_in_the_solutions(exercise_id):
+    stubs = [c for c in _code_cells(CHAPTER) if f'check("{exercise_id}"' in c and "# TODO" in c]
+    assert len(stubs) == 1 and re.search(r"raise NotImplementedError  # TODO", stubs[0])
+    answers = [c for c in _code_cells(SOLUTIONS) if f'check("{exercise_id}"' in c]
+    assert len(answers) == 1 and "NotImplementedError" not in answers[0]
+    last = _code_cells(SOLUTIONS)[-1]
+    assert 'summary("08c")' in last and "all_passed" in last and "assert" in last
+
+
+def test_timing_and_widget_cells_are_marked_for_nbval():
+    for source in _code_cells(CHAPTER):
+        if re.search(r"\binteract\(|perf_counter\(\)", source):
+            assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:120]
+
+
+def test_one_browser_test_cell_whose_first_control_is_a_slider():
+    tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    source = "".join(tagged[0]["source"])
+    assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
+    first = re.search(r"\w+=widgets\.(\w+)\(", source)
+    assert first and first.group(1) == "IntSlider"
+
+
+def test_the_widget_slice_runs_on_its_own():
+    """What the browser test runs: the cells tagged browser-setup, then the widget's drawing at the ends."""
+    import matplotlib
+    matplotlib.use("Agg")
+    cells = [c for c in _cells(CHAPTER) if "browser-setup" in c.get("metadata", {}).get("tags", [])]
+    namespace: dict = {}
+    for cell in cells:
+        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    for percent, method in ((0, "unstructured"), (95, "structured")):          # the slider's ends
+        loss = namespace["val_loss"](namespace["pruned_gpt"](namespace["gpt"], percent / 100, method == "structured"))
+        fig, ax = namespace["plt"].subplots()
+        namespace["draw_curves"](ax, namespace["gpt_curves"], "loss", chosen=(method, percent, loss))
+    namespace["plt"].close("all")
+
+
+def test_result_assertions_keep_their_thresholds():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert 'cnn_curves["unstructured"][half] >= dense_accuracy - 0.01' in source
+    assert 'speed["structured 50 % (2048 × 1024)"] < 0.8 * dense_ms' in source
+    assert 'abs(ratio["q4_1"] - 1) < 1e-3' in source
+    assert 'abs(ratio["int8"] - 1) < 0.03' in source
+    assert "Q4_1 again = the file's bytes" in source
+
+
+# --------------------------------------------------------------------------- the checks agree with the libraries
+
+
+def test_mask_reference_is_prunes_mask():
+    for seed, (shape, amount) in enumerate(ch08c._MASK_CASES):
+        weight = ch08c._weights(seed, shape)
+        layer = nn.Linear(1, 1)
+        layer.weight = nn.Parameter(weight.clone())
+        prune.l1_unstructured(layer, "weight", amount=amount)
+        assert torch.equal(ch08c._reference_magnitude_mask(weight, amount), layer.weight_mask)
+
+
+def test_int8_reference_equals_pytorchs_integers():
+    for seed, shape in enumerate(ch08c._INT8_SHAPES):
+        weight = ch08c._weights(100 + seed, shape)
+        layer = nn.Sequential(nn.Linear(shape[1], shape[0]))
+        layer[0].weight = nn.Parameter(weight.clone())
+        dynamic = torch.ao.quantization.quantize_dynamic(
+            layer, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        q, _ = ch08c._reference_quantize_int8(weight)
+        assert torch.equal(dynamic[0]._packed_params._weight_bias()[0].int_repr(), q)
+
+
+def test_q4_1_reference_equals_gguf():
+    for seed, shape in enumerate(ch08c._Q4_SHAPES):
+        weight = ch08c._weights(200 + seed, shape)
+        theirs = quants.dequantize(quants.quantize(weight.numpy(), GGMLQuantizationType.Q4_1), GGMLQuantizationType.Q4_1)
+        assert np.array_equal(ch08c._reference_q4_1_round_trip(weight).numpy(), theirs)
+
+
+def test_checks_leave_the_notebooks_random_stream_alone():
+    torch.manual_seed(3)
+    random.seed(3)
+    expected = torch.randn(4), random.random()
+    torch.manual_seed(3)
+    random.seed(3)
+    for ex in chapter_exercises("08c"):
+        assert check(ex.id, ex.reference(), show=False).passed
+        for wrong in ex.wrong:
+            assert not check(ex.id, wrong(), show=False).passed
+    assert torch.equal(torch.randn(4), expected[0]) and random.random() == expected[1]
