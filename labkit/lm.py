@@ -187,7 +187,8 @@ def train_lm(
 
     Every ``eval_every`` steps (and at step 0) the train and validation losses are estimated on
     ``eval_batches`` fixed windows and a row is added to the returned ``History``: step,
-    train_loss, val_loss, lr, tokens_per_s, mfu (model FLOP utilisation, 0–1), time.
+    train_loss, val_loss, lr, tokens_per_s, mfu (model FLOP utilisation, 0–1), time. Under torchrun,
+    tokens_per_s counts every rank's tokens and mfu divides by every rank's peak (``peak_flops``: one device's).
     Each step sees ``batch_size × accumulation_steps`` windows of ``block_size`` tokens.
     ``lr`` warms up over ``warmup_steps`` (default 5% of the steps) and decays to ``min_lr``
     (default lr / 10). With ``tokenizer`` a sample of ``sample_tokens`` tokens after
@@ -230,7 +231,9 @@ def train_lm(
     ])
     net = distributed.wrap(model, device)  # under DDP it averages the gradients over the ranks
     flops_per_token = _flops_per_token(model, block_size)
-    peak = peak_flops or _measured_peak(device)
+    # tokens/s counts every rank's tokens, so MFU divides by every rank's peak together (each rank measures
+    # its own: under torchrun a rank has 1 thread by default, half of this 2-core machine's peak)
+    peak = distributed.total([peak_flops or _measured_peak(device)], device)[0]
 
     def compute_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch

@@ -93,3 +93,10 @@ def test_train_lm_on_two_ranks_equals_one_process_and_resumes_exactly(tmp_path):
     resumed = run(tmp_path, "lm_interrupted", 4, ranks=2, checkpoint=str(tmp_path / "run.pt"))
     assert_same_weights(two["weights"], resumed["weights"], atol=0)  # stopped at step 4 and resumed: the same run
     assert resumed["history"]["step"] == two["history"]["step"] == [0.0, 4.0, 8.0]
+    from labkit.gpt import GPT, GPTConfig
+
+    flops = GPT(GPTConfig.preset("gpt-micro", vocab_size=23, block_size=16)).flops_per_token(16)
+    for result, ranks in ((one, 1), (two, 2)):  # every rank's tokens per second over every rank's peak (1e11 each)
+        history = result["history"]
+        for tokens_per_s, mfu in zip(history["tokens_per_s"][1:], history["mfu"][1:], strict=True):
+            assert mfu == pytest.approx(tokens_per_s * flops / (ranks * 1e11)), f"{ranks} rank(s)"
