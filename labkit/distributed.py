@@ -4,7 +4,7 @@ Every process (a *rank*) holds a copy of the model, trains on its own share of e
 before every optimizer step the gradients are averaged over the ranks (an all-reduce), so all
 copies take the same step and stay identical. With W ranks and a batch of B per rank, one step
 sees W·B examples: the same step one process takes with a batch of W·B (tests/test_distributed.py
-proves it to 1e-5). Chapter 08 (coming) measures what it costs and when it pays.
+proves it to 1e-5). Chapter 08b measures what it costs and when it pays.
 
 ``fit`` and ``train_lm`` need no change: started under ``torchrun --nproc_per_node=W script.py``
 they find the environment torchrun sets (RANK, WORLD_SIZE, …), join the process group (gloo

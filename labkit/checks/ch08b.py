@@ -1,6 +1,6 @@
 """Checks for chapter 08b (practice: scaling, part 2: training on several processes).
 
-The stub cells in ``drafts/08b_distributed.ipynb``::
+The stub cells in ``chapters/08b_distributed.ipynb``::
 
     def all_reduce_bytes(num_values, world, bytes_per_value):
         raise NotImplementedError  # TODO: bytes each rank sends in a ring all-reduce

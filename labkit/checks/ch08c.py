@@ -1,6 +1,6 @@
 """Checks for chapter 08c (practice: scaling, part 3: pruning and quantization).
 
-The stub cells in ``drafts/08c_pruning_and_quantization.ipynb``::
+The stub cells in ``chapters/08c_pruning_and_quantization.ipynb``::
 
     def magnitude_mask(weight, amount):
         raise NotImplementedError  # TODO: 0.0 at the round(amount · numel) smallest |w|, 1.0 elsewhere
