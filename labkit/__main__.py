@@ -29,4 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if "torch.distributed" in sys.modules:  # `train` under torchrun: end without C++'s teardown (see exit_process)
+        from .distributed import exit_process
+
+        exit_process(status)
+    sys.exit(status)

@@ -53,6 +53,7 @@ else:
     history = labkit.train_lm(model, stream, **kw)
 if distributed.is_main():
     torch.save({"weights": model.state_dict(), "history": dict(history), "world": distributed.world_size()}, out)
+distributed.exit_process(0)
 '''
 
 
