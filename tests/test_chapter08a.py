@@ -40,15 +40,6 @@ def test_timing_and_widget_cells_are_marked_for_nbval():
             assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT", source[:120]
 
 
-def test_one_browser_test_cell_whose_first_control_is_a_slider():
-    tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1
-    source = "".join(tagged[0]["source"])
-    assert source.splitlines()[0] == "# NBVAL_IGNORE_OUTPUT"
-    first = re.search(r"\w+=widgets\.(\w+)\(", source)
-    assert first and first.group(1) == "IntSlider"
-
-
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget cell."""
     import matplotlib
