@@ -416,15 +416,14 @@ def _check_hyperparameters(answer: Any) -> str:
         raise Hint(f"{unknown[0]!r} is not one of the candidates; copy names exactly from CANDIDATES: {CANDIDATES}")
     if not chosen:
         raise Hint("the set is empty: some of the candidates are chosen by you, not learned")
-    problems = [f"'{name}' is a parameter, not a hyperparameter: {PARAMETERS[name]}"
-                for name in CANDIDATES if name in chosen and name in PARAMETERS]
-    problems += [f"'{name}' is missing: {HYPERPARAMETERS[name]}"
-                 for name in CANDIDATES if name not in chosen and name in HYPERPARAMETERS]
-    if problems:
-        count = f"{len(problems)} of {len(CANDIDATES)} {'is' if len(problems) == 1 else 'are'} sorted wrongly"
-        raise Hint(f"{count} (a parameter is learned by training, a hyperparameter is chosen by you before it). "
-                   + "; ".join(problems[:2])
-                   + (f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""))
+    # Only how many are wrong, never which: a hint naming each misplaced item would let trial and error
+    # solve the exercise without the rule. The rule is the hint.
+    wrong = (chosen & set(PARAMETERS)) | (set(HYPERPARAMETERS) - chosen)
+    if wrong:
+        count = f"{len(wrong)} of the {len(CANDIDATES)} {'is' if len(wrong) == 1 else 'are'} sorted wrongly"
+        raise Hint(f"{count}. Ask of each candidate: does training change it (loss.backward() gives it a gradient "
+                   "and the optimizer updates it: a parameter), or do you choose it before training starts and "
+                   "no gradient ever touches it (a hyperparameter)?")
     return f"{len(HYPERPARAMETERS)} hyperparameters chosen, {len(PARAMETERS)} parameters learned"
 
 
