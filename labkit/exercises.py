@@ -340,8 +340,10 @@ def _run_check(exercise_id: Any, answer: Any) -> CheckResult:
     try:
         note = ex.check(answer)
     except NotImplementedError as error:
-        if _raised_by_stub(error):
-            return CheckResult(ex.id, False, f"✗ {ex.id} not done yet: {_NOT_DONE}")
+        if _raised_by_stub(error):  # a check's own NotImplementedError("...") says what is left to do
+            frames = traceback.extract_tb(error.__traceback__)
+            todo = str(error) if frames and _within(frames[-1].filename, _CHECKS_DIR) else ""
+            return CheckResult(ex.id, False, f"✗ {ex.id} not done yet: {todo or _NOT_DONE}")
         return _exception_result(ex, head, error)
     except AssertionError as error:
         if not isinstance(error, Hint) and _raised_by_learner(error):

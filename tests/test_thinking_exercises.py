@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from labkit.checks import ch02
+from labkit.checks import ch02, ch03
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -34,3 +34,67 @@ def test_02_5_hint_says_how_many_are_wrong_but_never_which(size):
 
 def test_02_5_right_answer_passes():
     assert check("02.5", set(ch02.HYPERPARAMETERS), show=False).passed
+
+
+# --------------------------------------------------------------------------- predict, measure, explain
+
+
+PME = {"03.6": ch03.LOSS_SCALE}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PME))
+def test_a_wrong_prediction_then_the_right_measurement_and_explanation_passes(exercise_id):
+    """The prediction is reported, never graded: a wrong one that is then explained passes."""
+    pme = PME[exercise_id]
+    right = pme.answer()
+    for option in pme.predictions:
+        result = check(exercise_id, pme.answer(committed=option, prediction=option), show=False)
+        assert result.passed, result.message
+        said = "your prediction was right" if option == right["prediction"] else f"you predicted {option!r}"
+        assert said in result.message, result.message
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PME))
+def test_a_prediction_changed_after_measuring_fails_and_says_so(exercise_id):
+    pme = PME[exercise_id]
+    right = pme.answer()["prediction"]
+    for before in pme.predictions:
+        if before == right:
+            continue
+        message = check(exercise_id, pme.answer(committed=before, prediction=right), show=False).message
+        assert message.startswith(f"✗ {exercise_id}") and "changed it" in message, message
+    message = check(exercise_id, pme.answer(committed=...), show=False).message
+    assert "before you had predicted" in message, message
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PME))
+def test_each_wrong_explanation_fails_and_the_right_one_fits_the_measurement(exercise_id):
+    pme = PME[exercise_id]
+    measured = pme.measure()
+    right = pme.explained(measured)
+    assert right in pme.explanations
+    for option in pme.explanations:
+        result = check(exercise_id, pme.answer(explanation=option), show=False)
+        assert result.passed == (option == right), result.message
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PME))
+def test_a_made_up_measurement_fails(exercise_id):
+    pme = PME[exercise_id]
+    measured = pme.measure()
+    for factor in (0.5, 1.5, 10.0):
+        result = check(exercise_id, pme.answer(measured=measured * factor), show=False)
+        assert not result.passed and "measured" in result.message, result.message
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PME))
+def test_the_stub_says_to_replace_the_dots(exercise_id):
+    message = check(exercise_id, PME[exercise_id].stub(), show=False).message
+    assert message.startswith(f"✗ {exercise_id} not done yet: replace each `...`"), message
+
+
+def test_03_6_measures_adam_unchanged_and_sgd_moving_further():
+    """The measurement the chapter's cell prints: Adam's distance does not depend on the loss's scale
+    (to float rounding), SGD's grows (not 100-fold: with the loss × 100 it reaches the bottom)."""
+    assert abs(ch03._adam_ratio() - 1) < 1e-4
+    assert 10 < ch03._sgd_ratio() < 100

@@ -22,6 +22,12 @@ The stub cells in ``chapters/03_algorithms.ipynb``::
         raise NotImplementedError  # TODO: the largest lr for which GD converges on a·x² + b·y²
     check("03.5", largest_stable_lr)
 
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: Adam's ratio, as the measurement cell printed it
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("03.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs the learner's code on fresh numbers from its own random generator (the
 notebook's random stream is untouched) and compares with torch.
 """
@@ -35,6 +41,7 @@ from typing import Any
 import torch
 
 from labkit.autograd import Value
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, close, exercise, expect_callable, expect_tensor, same_shape
 
 
@@ -456,3 +463,86 @@ exercise(
         lambda: lambda a, b: str(1 / max(a, b)),  # a string
     ],
 )(_check_largest_stable_lr)
+
+
+# --------------------------------------------------------------------------- 03.6 predict, measure, explain
+
+
+def distance_travelled(make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer], scale: float,
+                       steps: int = 50) -> float:
+    """How far (Euclidean) 8 parameters move in `steps` steps on scale · ½ Σ k_i p_i² (no randomness).
+
+    The measurement of exercise 03.6; the chapter's measurement cell writes the same loop out."""
+    p = torch.linspace(1.0, 2.0, 8).requires_grad_()
+    k = torch.linspace(0.01, 0.1, 8)
+    start = p.detach().clone()
+    optimizer = make_optimizer([p])
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (scale * 0.5 * (k * p ** 2).sum()).backward()
+        optimizer.step()
+    return (p.detach() - start).norm().item()
+
+
+def _ratio(make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]) -> float:
+    return distance_travelled(make_optimizer, 100.0) / distance_travelled(make_optimizer, 1.0)
+
+
+def _adam_ratio() -> float:
+    return _ratio(lambda params: torch.optim.Adam(params, lr=0.01))
+
+
+def _sgd_ratio() -> float:
+    return _ratio(lambda params: torch.optim.SGD(params, lr=0.01))
+
+
+LOSS_SCALE = PredictMeasureExplain(
+    predictions={
+        "a": "Adam moves about 100 times as far, as a 100 times larger gradient would suggest",
+        "b": "Adam moves about as far as before",
+        "c": "Adam moves less far: a steeper loss makes it careful",
+    },
+    explanations={
+        "a": "Adam divides each coordinate's step by the square root of its running mean of squared "
+             "gradients: multiply every gradient by 100 and that root grows 100-fold too, so the step is unchanged",
+        "b": "Adam's bias correction divides the factor 100 away",
+        "c": "Adam clips the gradient to length 1 before stepping",
+    },
+    measure=_adam_ratio,
+    predicted=lambda ratio: "a" if ratio > 10 else "b" if ratio > 0.5 else "c",
+    explained=lambda ratio: "a" if math.isclose(ratio, 1.0, rel_tol=0.01) else "none",
+    what="the ratio distance with the loss × 100 / distance with the loss as it is, for Adam",
+    wrong_explanations={
+        "b": "bias correction divides m and v by 1 − β₁ᵗ and 1 − β₂ᵗ, numbers that depend on the step t "
+             "and not on the gradient's size. Look at what m̂ is divided by",
+        "c": "torch.optim.Adam clips nothing (the table of section 4 has every operation it does). Look at what m̂ "
+             "is divided by",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, _sgd_ratio(), rel_tol=0.02),
+         "that is SGD's ratio; the question is about Adam's (adam_ratio)"),
+        (lambda value, true: value > 0 and math.isclose(value, 100 * true, rel_tol=0.02),
+         "that is 100 times the ratio: divide the distance with the loss × 100 by the distance with the loss × 1"),
+    ),
+)
+
+
+def _check_loss_scale(answer: Any) -> str:
+    return LOSS_SCALE.check(answer)
+
+
+exercise(
+    "03.6",
+    title="Predict, measure, explain: Adam and a scaled loss",
+    reference=LOSS_SCALE.answer,
+    stub=LOSS_SCALE.stub,
+    wrong=[
+        lambda: LOSS_SCALE.answer(explanation="b"),
+        lambda: LOSS_SCALE.answer(explanation="c"),
+        lambda: LOSS_SCALE.answer(measured=_sgd_ratio()),                  # SGD's ratio, not Adam's
+        lambda: LOSS_SCALE.answer(measured=100.0),                         # the ratio guessed, not measured
+        lambda: LOSS_SCALE.answer(committed="a", prediction="b"),          # prediction changed after measuring
+        lambda: LOSS_SCALE.answer(committed=...),                          # measured before predicting
+        lambda: LOSS_SCALE.answer(committed="B", prediction="B"),          # not an option
+    ],
+)(_check_loss_scale)
