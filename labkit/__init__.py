@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # What editors and type checkers see (`name as name`: re-exported, PEP 484). At run time
     # __getattr__ below imports each module the first time one of its names is used.
+    from .align import (
+        bandit_optimum as bandit_optimum,
+        dpo_loss as dpo_loss,
+        group_advantages as group_advantages,
+        grpo_loss as grpo_loss,
+        sequence_logprobs as sequence_logprobs,
+    )
     from .callbacks import (
         BestCheckpoint as BestCheckpoint,
         Callback as Callback,
@@ -135,6 +142,9 @@ PUBLIC: dict[str, str] = {
     "chat": "smollm2",
     "format_prompt": "instruct", "collate_instructions": "instruct", "InstructionCollator": "instruct",
     "instruction_loss": "instruct", "respond": "instruct", "exact_match": "instruct", "normalized_exact_match": "instruct",
+    # preference tuning and RL (chapter 07d)
+    "sequence_logprobs": "align", "dpo_loss": "align", "group_advantages": "align", "grpo_loss": "align",
+    "bandit_optimum": "align",
     # memory and speed (chapter 08a)
     "count_saved_tensors": "memory", "activation_bytes": "memory", "gpt_training_memory": "memory",
     # interaction and exercises
