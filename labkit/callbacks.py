@@ -48,7 +48,10 @@ def in_notebook() -> bool:
 
 
 class Callback:
-    """Base class: every hook does nothing until a subclass overrides it."""
+    """Base class: every hook does nothing until a subclass overrides it.
+
+    Chapter 06b writes one (the events `fit` and `train_lm` call).
+    """
 
     def on_fit_start(self, state: FitState) -> None: ...
     def on_epoch_start(self, state: FitState) -> None: ...
@@ -151,6 +154,8 @@ class ProgressBar(Callback):
     seconds (and, in a long run, every 1% of the time so far: see `Throttle`), and once more
     when training ends: however fast the steps and however long the run, the bar sends a few
     hundred messages at most, and the saved notebook shows the finished bar as plain text.
+
+    Chapter 00 shows it (`fit`'s default); 07a and 07c drive one by hand.
     """
 
     def __init__(self, min_interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -225,6 +230,8 @@ class LivePlot(Callback):
     one per epoch. By default it draws into the notebook cell's output; pass an
     `ipywidgets.Image` as `image` to draw into a widget instead (the hyperparameter panel
     does). In a plain script it does nothing: use `history.plot()` after training.
+
+    Chapter 00 shows it (`fit`'s default live plot).
     """
 
     def __init__(self, image: Any = None, metrics: Sequence[str] | None = None, figsize: tuple[float, float] = (10, 3.6),
@@ -306,7 +313,10 @@ def _require_monitored(state: FitState, monitor: str, who: str) -> None:
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved for `patience` epochs; optionally restore the best weights."""
+    """Stop when `monitor` has not improved for `patience` epochs; optionally restore the best weights.
+
+    Chapter 02 stops on it (overfitting, early stopping).
+    """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 3, min_delta: float = 0.0, mode: str = "auto",
                  restore_best: bool = True) -> None:
@@ -347,6 +357,8 @@ class BestCheckpoint(Callback):
 
     At the end of training (also after the stop button) the model gets the best weights back.
     The file holds a plain ``state_dict``: load it with ``torch.load(path, weights_only=True)``.
+
+    Chapter 02 motivates it (keep the weights of the best validation epoch).
     """
 
     def __init__(self, path: str | os.PathLike | None = None, monitor: str = "val_loss", mode: str = "auto", restore: bool = True) -> None:
@@ -377,7 +389,10 @@ class BestCheckpoint(Callback):
 
 
 class GradientClipping(Callback):
-    """Rescale the gradients so that their global norm is at most `max_norm` (before each step)."""
+    """Rescale the gradients so that their global norm is at most `max_norm` (before each step).
+
+    Chapter 06b derives clipping by the global norm (梯度裁剪).
+    """
 
     def __init__(self, max_norm: float = 1.0) -> None:
         if not max_norm > 0:
@@ -396,6 +411,8 @@ class LRScheduler(Callback):
     stepped after every batch (``every="step"``) or every epoch (``every="epoch"``).
 
     >>> LRScheduler(lambda opt, total: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=total))
+
+    Chapter 05 schedules the learning rate with it; 07a reuses it.
     """
 
     def __init__(self, make: Callable[[torch.optim.Optimizer, int], Any], every: str = "step") -> None:

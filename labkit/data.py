@@ -209,7 +209,10 @@ def _entry(name: str) -> DatasetEntry:
 
 
 def class_names(name: str) -> list[str]:
-    """Class names of a dataset, index = label (``[]`` if it has no classes)."""
+    """Class names of a dataset, index = label (``[]`` if it has no classes).
+
+    Chapter 00 names the classes; 02, 05 and 07b label figures with them.
+    """
     return list(_entry(name).classes)
 
 
@@ -349,6 +352,8 @@ def load_images(name: str, split: str = "train") -> tuple[torch.Tensor, torch.Te
     Returns ``images`` uint8 of shape (N, 28, 28) with values 0..255, and ``labels`` int64 of
     shape (N,). Divide by 255 (and add a channel: ``images[:, None]`` -> (N, 1, 28, 28)) before
     feeding a model.
+
+    Chapter 00 shows a few; chapters 02 and 05 train on them, 07a transfers between them.
     """
     _, images_path, labels_path = _image_split_files(name, split)
     verify(name)
@@ -366,6 +371,8 @@ def torchvision_dataset(
 
     Items are ``(PIL image 28x28, int label)``, or ``(transform(image), label)``; with
     ``transforms.ToTensor()`` the image becomes a float tensor (1, 28, 28) in [0, 1].
+
+    Chapter 05 uses it beside `load_images`.
     """
     import torchvision  # imported here: only this function needs it
 
@@ -401,6 +408,8 @@ def load_table(name: str) -> list[dict[str, Any]]:
         >>> gpt3 = next(row for row in rows if row["name"] == "GPT-3")
         >>> gpt3["parameters"], gpt3["training_flop"], gpt3["flop_kind"]
         (175000000000, 3.14e+23, 'published')
+
+    Chapter 01 plots the model-size table; 06c reads it again.
     """
     entry = _entry(name)
     tables = [f for f in entry.files if f.endswith(".csv")]
@@ -454,6 +463,8 @@ def load_text(name: str, split: str | None = None) -> str:
     of it; ``load_text(n, "train") + load_text(n, "val") == load_text(n)``. A contiguous split (not
     random lines) keeps the val text unseen: a model cannot have memorised the next line of a
     speech it trained on.
+
+    Chapter 06a tokenizes it; 06b pretrains on it.
     """
     entry = _entry(name)
     texts = [n for n, e in REGISTRY.items() if len(e.files) == 1 and e.files[0].endswith(".txt")]
@@ -479,6 +490,8 @@ def load_poems(split: str | None = None) -> list[str]:
     ``split="val"`` gives every 10th poem (indices 9, 19, 29, ...), ``"train"`` the other nine in
     ten, ``None`` all 22,600. Every poem is a regular 五言 / 七言 poem of 4 or 8 lines, e.g.
     ``'床前明月光，疑是地上霜。举头望明月，低头思故乡。'``, in simplified characters.
+
+    Chapter 06a tokenizes them; 06b pretrains on them.
     """
     _check_split(split, POEM_SPLITS, optional=True)
     poems = _read_text("tang_poems", "tang_poems/poems.txt").split("\n")[:-1]  # the file ends in "\n"
@@ -492,6 +505,8 @@ def load_poem_info() -> list[dict[str, str]]:
     """Author and title of every Tang poem, ``{"author": ..., "title": ...}``, in the order of ``load_poems()``.
 
     ``load_poem_info()[i]`` describes ``load_poems()[i]`` (all poems, not a split).
+
+    Chapter 06b's Tang-poem corpus (authors and titles beside the text).
     """
     rows = _read_text("tang_poems", "tang_poems/poems_meta.tsv").split("\n")[1:-1]  # skip the header
     info = []
@@ -520,6 +535,8 @@ def load_reviews(name: str, split: str) -> tuple[list[str], list[int]]:
     ``name`` is "rotten_tomatoes" (English; 1 = fresh, 0 = rotten) or "chinese_reviews" (simplified
     Chinese); ``split`` is "train", "val" or "test" (a fixed split, stratified by label).
     ``class_names(name)[label]`` names a label.
+
+    Chapter 07b classifies them (English and Chinese).
     """
     if name not in REVIEW_SETS:
         _entry(name)  # an unknown name: say which exist
@@ -550,6 +567,8 @@ def gpt2_ranks_path() -> Path:
 
         >>> from tiktoken.load import load_tiktoken_bpe
         >>> ranks = load_tiktoken_bpe(str(gpt2_ranks_path()))     # {token bytes: id}, 50,256 entries
+
+    Chapter 06a compares our BPE with GPT-2's tokenizer, read from this file.
     """
     verify("gpt2_bpe")
     return data_dir() / REGISTRY["gpt2_bpe"].files[0]
@@ -577,6 +596,8 @@ def load_instructions(split: str) -> list[dict[str, str]]:
 
     ``split`` is "train" (6,000 records), "val" or "test" (512 each). The set is made by templates
     from the course's own data (see datasets/README.md); no input is in two splits.
+
+    Chapter 07c instruction-tunes on them.
     """
     _check_split(split, INSTRUCTION_SPLITS, optional=False)
     file = f"instructions/{split}.jsonl"

@@ -47,6 +47,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
     >>> get_device("cpu")
     device(type='cpu')
+
+    Chapter 00 introduces it; every chapter that trains uses it.
     """
     return device_reason(prefer)[0]
 

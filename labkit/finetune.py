@@ -106,19 +106,27 @@ def freeze(model: nn.Module, names: Names = None) -> None:
     ``names`` are parameter names, module names ("lm_head" freezes "lm_head.weight") or globs
     ("transformer.h.0.*"). A tied weight is one tensor: freezing "lm_head" freezes the token
     embedding too.
+
+    Chapter 07a freezes a CNN's features with it; 07b a GPT's.
     """
     for p in _select(model, names):
         p.requires_grad_(False)
 
 
 def unfreeze(model: nn.Module, names: Names = None) -> None:
-    """Train the named parameters again (``requires_grad = True``); ``None`` unfreezes them all."""
+    """Train the named parameters again (``requires_grad = True``); ``None`` unfreezes them all.
+
+    Chapter 07a fine-tunes every layer with it.
+    """
     for p in _select(model, names):
         p.requires_grad_(True)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """``{"trainable": …, "total": …}`` numbers of parameters; a shared (tied) tensor counts once."""
+    """``{"trainable": …, "total": …}`` numbers of parameters; a shared (tied) tensor counts once.
+
+    Chapter 07a counts what each method trains.
+    """
     params = list(model.parameters())  # parameters() lists a shared tensor once
     return {
         "trainable": sum(p.numel() for p in params if p.requires_grad),
@@ -128,7 +136,10 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 def trainable_summary(model: nn.Module, depth: int = 1) -> str:
     """A table of trainable / total parameters per part of the model (parts named by the first
-    ``depth`` parts of module names), then the whole model. print() it."""
+    ``depth`` parts of module names), then the whole model. print() it.
+
+    Chapter 07a prints it for each transfer method; 07b for LoRA.
+    """
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a whole number ≥ 1, got {depth!r}")
     rows: dict[str, list[int]] = {}
@@ -180,6 +191,8 @@ class GPTClassifier(nn.Module):
     A row's real tokens run up to its last token that is not ``pad_id``. Columns that hold only
     padding are cut off before the GPT runs, so a batch costs what its longest text costs. The
     GPT's LM head is not used (with weight tying it costs no extra parameters).
+
+    Chapter 07b builds pooling and a head by hand, then uses this.
     """
 
     def __init__(self, gpt: GPT, num_classes: int, pad_id: int, pooling: str = "last") -> None:
@@ -233,6 +246,8 @@ def encode_batch(tokenizer: Any, texts: Sequence[str], block_size: int, pad_id: 
     begins at the beginning of a text, as the documents did in pretraining, and the opening of
     a review or a post usually says what it is about. (To keep the end instead, encode the
     texts yourself and take ``ids[-block_size:]``.)
+
+    Chapter 07b encodes its reviews with it.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings; for one text, pass [text]")
@@ -267,6 +282,8 @@ def training_memory(
     Frozen parameters cost their weights only; and where nothing before a layer trains, autograd
     keeps nothing for it, which is why training only a head or LoRA adapters uses less memory.
     The model's gradients are left as they were (None). ``loss_fn(model(x), y)`` defaults to cross-entropy.
+
+    Chapter 07b compares the methods' memory with it; 08a derives the formula.
     """
     if isinstance(optimizer_states, bool) or not isinstance(optimizer_states, int) or optimizer_states < 0:
         raise ValueError(f"optimizer_states must be a whole number ≥ 0 (Adam keeps 2), got {optimizer_states!r}")
@@ -298,6 +315,8 @@ class LoRALinear(nn.Module):
     (out_features, in_features) matrix of rank ≤ ``rank`` held in ``rank · (in + out)`` numbers.
     A starts random (Kaiming, as nn.Linear) and B at zero: a fresh LoRALinear computes exactly what
     ``base`` computes, and training starts from the pretrained model. x (…, in) → y (…, out).
+
+    Chapter 07b builds LoRA from scratch (the low-rank update B·A) and checks this one against it.
     """
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
@@ -373,6 +392,8 @@ def apply_lora(
     "c_proj" (attention's and the MLP's output projections), "c_fc" (the MLP's first layer),
     "lm_head" or a classifier's "head". After this only the A and B matrices train: unfreeze
     what else should learn (``unfreeze(model, "head")`` for a new classifier head).
+
+    Chapter 07b puts LoRA into the GPT's attention with it.
     """
     _check_lora_settings(rank, alpha, dropout)
     targets = [targets] if isinstance(targets, str) else list(targets)
@@ -409,7 +430,10 @@ def merge_lora(model: nn.Module) -> list[str]:
     """Fold every adapter into its base weight (W ← W + (alpha / rank) · B A) and put a plain
     nn.Linear back in its place; returns the merged names. The model computes the same outputs,
     with no extra cost per token. (A LoRA on a tied ``lm_head`` unties it from the token embedding:
-    only the output layer was adapted.)"""
+    only the output layer was adapted.)
+
+    Chapter 07b merges the adapters and shows the outputs unchanged.
+    """
     adapters = _lora_modules(model)
     if not adapters:
         raise ValueError("this model has no LoRA adapters to merge (apply_lora puts them in)")
@@ -445,7 +469,10 @@ def _apply_lora_call(settings: dict[str, dict[str, float]]) -> str:
 def save_adapters(model: nn.Module, path: str | os.PathLike, extra: Names = ()) -> Path:
     """Write only the LoRA weights (and the parameters named in ``extra``, e.g. "head") to a
     safetensors file; returns its path. The file is small — rank · (in + out) numbers per adapted
-    layer — and records the LoRA settings, which `load_adapters` checks."""
+    layer — and records the LoRA settings, which `load_adapters` checks.
+
+    Chapter 07b saves only the adapters, a small file beside the base model.
+    """
     if not _lora_modules(model):
         raise ValueError("this model has no LoRA adapters to save: call apply_lora(model, …) first")
     weights = lora_state_dict(model)
@@ -473,7 +500,10 @@ def save_adapters(model: nn.Module, path: str | os.PathLike, extra: Names = ()) 
 
 def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """Copy adapter weights saved by `save_adapters` into ``model``, which must already have the same
-    LoRA layers (``apply_lora`` with the same targets, rank and alpha); returns the names loaded."""
+    LoRA layers (``apply_lora`` with the same targets, rank and alpha); returns the names loaded.
+
+    Chapter 07b loads them back into a fresh base model.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no adapters file at {path}: write one with save_adapters(model, {str(path)!r})")

@@ -40,7 +40,10 @@ __all__ = ["LlamaConfig", "RMSNorm", "Rotary", "apply_rotary", "Attention", "Swi
 
 @dataclass
 class LlamaConfig:
-    """Everything that decides a Llama's shape; the defaults are SmolLM2-135M's."""
+    """Everything that decides a Llama's shape; the defaults are SmolLM2-135M's.
+
+    Chapter 06d reads it from SmolLM2's GGUF file.
+    """
 
     vocab_size: int = 49152
     block_size: int = 8192  # the longest context the model was trained for
@@ -211,6 +214,8 @@ class Llama(nn.Module):
     """A Llama language model: token ids (B, T) → next-token logits (B, T, vocab_size).
 
     Unlike GPT there is no position table: positions enter through ``Rotary`` inside attention.
+
+    Chapter 06d builds its parts by hand from the course's GPT (RMSNorm, RoPE, SwiGLU, GQA).
     """
 
     def __init__(self, config: LlamaConfig) -> None:

@@ -44,6 +44,8 @@ class History(dict):
 
     `stop_reason` says why training ended early (early stopping, the stop button, a loss
     that became NaN), or is None when every period ran.
+
+    Chapter 02 reads it (what `fit` returns); 07c fills one by hand.
     """
 
     def __init__(self) -> None:

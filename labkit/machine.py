@@ -175,6 +175,8 @@ def doctor(benchmark: bool = True, seconds: float = 0.5) -> DoctorReport:
     """Check this machine for the course; in a notebook the report shows as a table.
 
     `benchmark=False` skips the ~1 s matrix-multiply measurement.
+
+    Chapter 00 runs it first; 01 estimates training times from the speeds it measures.
     """
     report = DoctorReport()
     python_ok = sys.version_info >= (3, 11)

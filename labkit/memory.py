@@ -60,6 +60,8 @@ def count_saved_tensors(exclude: Iterable[torch.Tensor] = ()) -> Iterator[SavedT
         with count_saved_tensors(exclude=model.parameters()) as saved:
             loss = lm_loss(model(x), y)
         saved.bytes      # what the graph holds until loss.backward() frees it
+
+    Chapter 08a counts what autograd keeps with it.
     """
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     found = SavedTensors()
@@ -84,6 +86,8 @@ def activation_bytes(model: nn.Module, run: Callable[[], object]) -> int:
     loss), the model's parameters not counted. What ``run`` returns is dropped, which frees the graph.
 
         activation_bytes(model, lambda: lm_loss(model(x), y))
+
+    Chapter 08a derives the formula and checks it against the count.
     """
     with count_saved_tensors(exclude=model.parameters()) as saved:
         result = run()
@@ -174,7 +178,10 @@ def gpt_training_memory(
     keys of `labkit.finetune.training_memory` (which measures them): "weights", "gradients" (4 bytes
     per parameter each), "optimizer" (``optimizer_states`` numbers per parameter: AdamW keeps 2,
     its running mean and mean square of the gradient), "activations" (`gpt_activation_bytes`'s
-    total, kept from the forward pass to the backward pass) and "total"."""
+    total, kept from the forward pass to the backward pass) and "total".
+
+    Chapter 08a adds up weights, gradients, optimizer states and activations.
+    """
     if isinstance(optimizer_states, bool) or not isinstance(optimizer_states, int) or optimizer_states < 0:
         raise ValueError(f"optimizer_states must be a whole number ≥ 0 (AdamW keeps 2), got {optimizer_states!r}")
     n = gpt_num_parameters(config)

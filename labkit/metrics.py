@@ -105,6 +105,8 @@ def accuracy(logits_or_preds: Any, targets: Any) -> float:
 
     >>> accuracy(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
     0.6666666666666666
+
+    Chapter 00 uses it first; 02 computes it by hand.
     """
     t, p = _check_pair(targets, logits_or_preds)
     return (p == t).double().mean().item()
@@ -120,6 +122,8 @@ def confusion_matrix(targets: Any, preds: Any, num_classes: int) -> torch.Tensor
     >>> confusion_matrix(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2)
     tensor([[1, 1],
             [0, 1]])
+
+    Chapter 02 builds it by hand; 05 and 07b read their models' mistakes from it.
     """
     t, p = _check_pair(targets, preds, num_classes)
     # Each (true, pred) pair gets its own number true * C + pred; counting those numbers
@@ -169,6 +173,8 @@ def precision_recall_f1(
     The averages are returned as Python floats under "precision", "recall" and "f1".
     All C classes take part, even one that appears in neither targets nor preds (it then
     scores 0), as in scikit-learn with ``labels=range(num_classes)``.
+
+    Chapter 02 computes precision, recall and F1 by hand.
     """
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
@@ -292,6 +298,8 @@ def classification_report(
     class, in label order (label 0 first). Without names, classes are named "0", "1", ...
     up to the largest label seen. Same numbers as scikit-learn's ``classification_report``
     with ``zero_division=0``.
+
+    Chapter 05 prints one for each CNN.
     """
     t, p = _check_pair(targets, preds)
     if class_names is None:
@@ -327,6 +335,8 @@ def predict(
     in the data's order. Afterwards the model is back in the train/eval mode *and* on the
     device it had before. `device` defaults to `labkit.device.get_device()`.
     `data` is a Dataset yielding (x, y) pairs, or a DataLoader yielding (x, y) batches.
+
+    Chapter 02 predicts with it; 05, 07b and 07c reuse it.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -105,6 +105,8 @@ def plot_confusion_matrix(
     Each cell shows its count, or with ``normalize=True`` the percentage of its row (of the
     samples of that true class, how many went where), so the diagonal reads as per-class
     recall. `cm` comes from `labkit.metrics.confusion_matrix`. Draws into `ax` if given.
+
+    Chapter 02 draws one; 05 and 07b read mistakes from theirs.
     """
     counts = _to_numpy(cm).astype(float)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
@@ -285,6 +287,8 @@ def show_images(
     may also be logits (N, C)). Wrong predictions are captioned in red. At most
     `max_images` images are drawn (the first ones), so a whole data set cannot freeze
     the notebook. Pass ``title=""`` for no title.
+
+    Chapter 00 shows the first images with it.
     """
     arr = _images_for_display(images)
     arr = arr[:max_images]
@@ -337,6 +341,8 @@ def show_mistakes(
     (N, C), for example from `labkit.metrics.predict` — then the *most confident* mistakes
     come first, each with the probability the model gave its wrong answer.
     At most `n` images are shown.
+
+    Chapter 05 shows its CNN's mistakes.
     """
     t = torch.as_tensor(_to_numpy(targets)).long().reshape(-1)
     out = torch.as_tensor(_to_numpy(outputs))
@@ -517,6 +523,8 @@ def plot_history(
     (default: every train_/val_ metric but the loss; a plain key works too, such as
     ``metrics=["accuracy", "lr"]`` for the learning rate). Beyond three metrics the last
     panel holds the rest.
+
+    Chapter 00 shows the curves `fit` draws (this is the static version, also for saved runs).
     """
     names = _metric_names(history, metrics)
     ncols = 1 + min(len(names), 3)

@@ -38,6 +38,8 @@ class RNNLayer(nn.Module):
     """One Elman RNN layer (tanh), a loop over time: x (B, T, C) → outputs (B, T, H), last h (1, B, H).
 
     The same computation and parameters as ``torch.nn.RNN(C, H, batch_first=True)``.
+
+    Chapter 06a builds it by hand and proves it equal to torch.nn.RNN.
     """
 
     gates = 1  # how many blocks of H rows the weights stack (the LSTM has 4)
@@ -75,6 +77,8 @@ class LSTMLayer(RNNLayer):
 
     The same computation and parameters as ``torch.nn.LSTM(C, H, batch_first=True)``: four gates
     from one matrix product, stacked in PyTorch's order input i, forget f, candidate g, output o.
+
+    Chapter 06a builds its gates by hand and proves it equal to torch.nn.LSTM.
     """
 
     gates = 4
@@ -135,6 +139,8 @@ class CharRNN(nn.Module):
     parameter names, so the weights load either way; only faster). Train it with
     ``labkit.train_lm(model, ids, steps=…, batch_size=…, block_size=…)``: the windows are cut at
     ``block_size`` tokens and each starts from a zero state (truncated backpropagation through time).
+
+    Chapter 06a trains it on the GPT's text and compares them.
     """
 
     def __init__(self, vocab_size: int, hidden: int = 256, cell: str = "lstm", n_layer: int = 1,

@@ -15,6 +15,8 @@ def seed_everything(seed: int) -> None:
 
     On the CPU two runs with the same seed give the same numbers; GPU kernels may still
     differ in the last bits unless deterministic algorithms are switched on.
+
+    Chapter 00 explains why; every notebook's first cell calls it.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")

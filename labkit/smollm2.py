@@ -139,6 +139,8 @@ class SmolLM2Tokenizer:
     Face's ``Digits(individual_digits=True)`` then ``ByteLevel``). transformers, when it builds a
     tokenizer from a GGUF file, ignores that name and uses GPT-2's pattern alone: the two differ
     where digits follow whitespace ("a  1", "\n\n5"). ``pre_tokenizer="gpt2"`` reproduces that.
+
+    Chapter 06d builds it from the GGUF file's own vocabulary and merges.
     """
 
     name = "smollm2"
@@ -308,6 +310,8 @@ def load_smollm2(dtype: torch.dtype = torch.float32, path: str | os.PathLike | N
     The file is checked against its SHA-256 first (once per process). ``dtype=torch.bfloat16``
     halves the memory and is faster on CPUs with bf16 instructions. ``path`` reads another
     Llama GGUF file instead (no checksum then).
+
+    Chapter 06d opens SmolLM2 with it; 08c quantizes it.
     """
     from .gguf_file import build_llama
 
@@ -332,6 +336,8 @@ def chat(
 
     Greedy by default (``temperature=0``). ``on_text`` receives the reply piece by piece as it is
     generated (``on_text=lambda s: print(s, end="", flush=True)`` for a live answer).
+
+    Chapter 06d chats with SmolLM2 (sliders for temperature, top-k, top-p).
     """
     messages = [{"role": "user", "content": message}] if isinstance(message, str) else list(message)
     prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))

@@ -168,6 +168,8 @@ class CharTokenizer:
     >>> tok = CharTokenizer("hello")
     >>> tok.vocab_size, tok.encode("hole"), tok.decode([0, 2])
     (4, [1, 3, 2, 0], 'el')
+
+    Chapter 06a builds one by hand; 06b pretrains the character-level GPTs with it.
     """
 
     name = "char"
@@ -356,6 +358,8 @@ class BPETokenizer:
     - ``merges``: ordered dict (id, id) → new id, in the order they were learned;
     - ``special_tokens``: dict string → id, e.g. {"<|endoftext|>": 2047}, ids after the merges;
     - ``pattern``: the regular expression that splits text into chunks before merging.
+
+    Chapter 06a trains a byte-level BPE by hand and checks it against this one and GPT-2's.
     """
 
     def __init__(
@@ -698,6 +702,8 @@ def gpt2_tokenizer(ranks_path: str | Path | None = None) -> GPT2Tokenizer:
 
     >>> gpt2_tokenizer().encode("Hello world")
     [15496, 995]
+
+    Chapter 06a compares it with our BPE; 06c loads GPT-2's weights to go with it.
     """
     if ranks_path is None:
         from labkit.data import gpt2_ranks_path
@@ -722,6 +728,8 @@ def compare_tokenizers(text: str, tokenizers: dict[str, Tokenizer]) -> list[dict
     ``chars_per_token`` (higher = shorter sequences for the model), ``bytes_per_token``,
     ``round_trip`` (decode(encode(text)) == text) and ``error`` (why encoding failed, else None:
     a CharTokenizer cannot encode characters it has never seen).
+
+    Chapter 06a tokenizes the same text three ways with it.
     """
     rows = []
     n_bytes = len(text.encode("utf-8"))

@@ -70,7 +70,10 @@ def evaluate(
     batch_size: int = 512,
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """Average loss and metrics of `model` over `data` (in eval mode, without gradients)."""
+    """Average loss and metrics of `model` over `data` (in eval mode, without gradients).
+
+    Chapter 02 measures a validation set with it.
+    """
     device = get_device(device) if not isinstance(device, torch.device) else device
     if not isinstance(data, DataLoader):
         _check_pairs("data", data)
@@ -127,6 +130,8 @@ def fit(
     way, after each epoch (one more forward pass over it): ``train_*`` are then those numbers,
     comparable with ``val_*``, and the running means are kept as ``running_*`` (chapter 02).
     The stop button (KeyboardInterrupt) ends training cleanly: the history so far is returned.
+
+    Chapter 02 writes this loop by hand first; 00 uses it, and 03–07 reuse it.
     """
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, train_data=train_data, val_data=val_data)
     device = distributed.init_from_env(device if isinstance(device, torch.device) else get_device(device))
