@@ -8,8 +8,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 
-from labkit.checks import ch02, ch03
+from labkit.checks import ch02, ch03, ch04
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -39,7 +40,7 @@ def test_02_5_right_answer_passes():
 # --------------------------------------------------------------------------- predict, measure, explain
 
 
-PME = {"03.6": ch03.LOSS_SCALE}
+PME = {"03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
 
 
 @pytest.mark.parametrize("exercise_id", sorted(PME))
@@ -98,3 +99,12 @@ def test_03_6_measures_adam_unchanged_and_sgd_moving_further():
     (to float rounding), SGD's grows (not 100-fold: with the loss × 100 it reaches the bottom)."""
     assert abs(ch03._adam_ratio() - 1) < 1e-4
     assert 10 < ch03._sgd_ratio() < 100
+
+
+def test_04_6_float32_is_best_at_a_middle_step_and_float64_at_a_smaller_one():
+    """Rounding against truncation: in float32 the best step lies strictly inside 1e-7 … 0.1, well above
+    float64's (which keeps ~16 digits, so rounding bites only at smaller h)."""
+    errors32, errors64 = ch04.central_difference_errors(), ch04.central_difference_errors(torch.float64)
+    best32, best64 = min(errors32, key=errors32.get), min(errors64, key=errors64.get)
+    assert 1e-7 < best32 < 0.1 and best64 < best32
+    assert errors32[1e-7] > 100 * errors32[best32]

@@ -21,6 +21,12 @@ The stub cells in ``chapters/04_math.ipynb``::
     def numerical_gradient(f, point, h=1e-4):
         raise NotImplementedError  # TODO: central differences, one coordinate at a time
     check("04.5", numerical_gradient)
+
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: the step h with the smallest error, as the measurement cell printed it
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("04.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, close, exercise, expect_callable, expect_tensor, same_shape
 
 
@@ -442,3 +449,78 @@ exercise(
         lambda: _float32_difference,
     ],
 )(_check_numerical_gradient)
+
+
+# --------------------------------------------------------------------------- 04.6 predict, measure, explain
+
+STEPS = [10.0 ** -k for k in range(1, 8)]  # h = 0.1, 0.01, ..., 1e-7
+
+
+def central_difference_errors(dtype: torch.dtype = torch.float32) -> dict[float, float]:
+    """|(sin(1 + h) − sin(1 − h)) / 2h − cos(1)| for each h of STEPS, computed in `dtype`.
+
+    The measurement of exercise 04.6 (chapter 04's measurement cell writes the same loop out)."""
+    x = torch.tensor(1.0, dtype=dtype)
+    return {h: abs(((torch.sin(x + h) - torch.sin(x - h)) / (2 * h)).item() - math.cos(1.0)) for h in STEPS}
+
+
+def _best_step() -> float:
+    errors = central_difference_errors()
+    return min(errors, key=errors.__getitem__)
+
+
+def _smallest_error() -> float:
+    return min(central_difference_errors().values())
+
+
+def _step_kind(h: float) -> str:
+    return "a" if h <= min(STEPS) else "c" if h >= max(STEPS) else "b"
+
+
+FINITE_STEP = PredictMeasureExplain(
+    predictions={
+        "a": "the smallest, h = 1e-7: the smaller the step, the closer the estimate comes to the derivative",
+        "b": "one in the middle",
+        "c": "the largest, h = 0.1",
+    },
+    explanations={
+        "a": "float32 cannot hold a number as small as 1e-7, so h becomes 0",
+        "b": "two errors trade off: the Taylor remainder shrinks like h², but sin(1 + h) and sin(1 − h) are each "
+             "rounded to about 7 significant digits, and dividing their difference by 2h magnifies that rounding like 1/h",
+        "c": "the central difference's Taylor error grows as h shrinks",
+    },
+    measure=_best_step,
+    predicted=_step_kind,
+    explained=lambda h: "b" if _step_kind(h) == "b" else "none",
+    what="the step h whose estimate is closest to cos(1)",
+    wrong_explanations={
+        "a": "float32 holds numbers down to about 1e-38 (1e-7 is no problem). What float32 loses is digits: about 7 "
+             "significant ones per number. Count how many of them sin(1 + h) − sin(1 − h) keeps when h is tiny",
+        "c": "Taylor's expansion gives the central difference an error of about h²·|f‴(x)|/6: it shrinks as h does. "
+             "Something else grows",
+    },
+    misreadings=(
+        (lambda value, true: value > 0 and math.isclose(value, _smallest_error(), rel_tol=0.02),
+         "that is the smallest error; `measured` is the step h that gave it"),
+    ),
+)
+
+
+def _check_finite_step(answer: Any) -> str:
+    return FINITE_STEP.check(answer)
+
+
+exercise(
+    "04.6",
+    title="Predict, measure, explain: the step of a numerical gradient",
+    reference=FINITE_STEP.answer,
+    stub=FINITE_STEP.stub,
+    wrong=[
+        lambda: FINITE_STEP.answer(explanation="a"),
+        lambda: FINITE_STEP.answer(explanation="c"),
+        lambda: FINITE_STEP.answer(measured=1e-7),                              # the smallest h, not measured
+        lambda: FINITE_STEP.answer(measured=_smallest_error()),                 # the error, not the step
+        lambda: FINITE_STEP.answer(committed="c", prediction="b"),              # changed after measuring
+        lambda: FINITE_STEP.answer(committed=...),                              # measured before predicting
+    ],
+)(_check_finite_step)
