@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.checks import ch02, ch03, ch04
+from labkit.checks import ch00, ch02, ch03, ch04
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -40,7 +40,7 @@ def test_02_5_right_answer_passes():
 # --------------------------------------------------------------------------- predict, measure, explain
 
 
-PME = {"03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
+PME = {"00.4": ch00.PLUS_ONE, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
 
 
 @pytest.mark.parametrize("exercise_id", sorted(PME))
@@ -83,8 +83,8 @@ def test_each_wrong_explanation_fails_and_the_right_one_fits_the_measurement(exe
 def test_a_made_up_measurement_fails(exercise_id):
     pme = PME[exercise_id]
     measured = pme.measure()
-    for factor in (0.5, 1.5, 10.0):
-        result = check(exercise_id, pme.answer(measured=measured * factor), show=False)
+    for made_up in {measured * 0.5, measured * 1.5, measured * 10, measured + 1, measured - 0.5} - {measured}:
+        result = check(exercise_id, pme.answer(measured=made_up), show=False)
         assert not result.passed and "measured" in result.message, result.message
 
 
@@ -108,3 +108,9 @@ def test_04_6_float32_is_best_at_a_middle_step_and_float64_at_a_smaller_one():
     best32, best64 = min(errors32, key=errors32.get), min(errors64, key=errors64.get)
     assert 1e-7 < best32 < 0.1 and best64 < best32
     assert errors32[1e-7] > 100 * errors32[best32]
+
+
+def test_00_4_float32_loses_the_one_at_2_to_the_24_but_not_below_or_in_float64():
+    assert ch00.growth_when_adding_one() == 0.0
+    assert ch00.growth_when_adding_one(ch00.BIG - 1) == 1.0
+    assert ch00.growth_when_adding_one(dtype=torch.float64) == 1.0

@@ -12,6 +12,12 @@ The stub cells in ``chapters/00_setup.ipynb``::
     def seeded_sample(seed):
         raise NotImplementedError  # TODO: torch.randn(5), the same numbers for the same seed
     check("00.3", seeded_sample)
+
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: how much x grew when 1 was added, as the measurement cell printed it
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("00.4", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, exercise, expect_callable, expect_tensor, same_shape
 
 
@@ -221,3 +228,70 @@ exercise(
         lambda: lambda seed: (torch.manual_seed(seed), torch.randn(5) * 3 + 2)[1],  # not standard normal
     ],
 )(_check_seeded_sample)
+
+
+# --------------------------------------------------------------------------- 00.4 predict, measure, explain
+
+BIG = 16_777_216.0  # 2**24
+
+
+def growth_when_adding_one(value: float = BIG, dtype: torch.dtype = torch.float32) -> float:
+    """(x + 1) − x for x = `value` stored in `dtype`: 1 in exact arithmetic. The measurement of 00.4."""
+    x = torch.tensor(value, dtype=dtype)
+    return ((x + 1) - x).item()
+
+
+def _growth_kind(growth: float) -> str:
+    return "a" if growth == 1 else "b" if growth == 0 else "c"
+
+
+PLUS_ONE = PredictMeasureExplain(
+    predictions={
+        "a": "x grows by 1, as it would on paper",
+        "b": "x does not change",
+        "c": "something else: x grows by more than 1, or becomes inf",
+    },
+    explanations={
+        "a": "a float32 keeps 24 binary digits of a number: from 2²⁴ = 16,777,216 on, neighbouring float32 numbers "
+             "are 2 apart, so x + 1 falls halfway between two of them and is rounded back to x",
+        "b": "16,777,216 is the largest number a float32 can hold: adding 1 overflows",
+        "c": "PyTorch rounds every float32 result to 7 decimal places",
+    },
+    measure=growth_when_adding_one,
+    predicted=_growth_kind,
+    explained=lambda growth: "a" if growth == 0 else "none",
+    what="(x + 1) − x for the float32 x = 16,777,216",
+    wrong_explanations={
+        "b": "the largest float32 is about 3.4 × 10³⁸ (torch.finfo(torch.float32).max), and x + 1 gave no inf. "
+             "Look at how many digits a float32 keeps",
+        "c": "decimal places cannot be it: 16,777,216 has none, and a float32 holds 0.001 or 1e-30 without trouble. "
+             "Look at how many significant binary digits it keeps, whatever the size",
+    },
+    abs_tol=1e-9,
+    misreadings=(
+        (lambda value, true: value == 1, "that is what exact arithmetic gives (your prediction, perhaps); "
+                                         "copy what the cell printed for float32"),
+        (lambda value, true: value == BIG or value == BIG + 1, "that is x + 1 itself; `measured` is how much x grew, "
+                                                               "(x + 1) − x"),
+    ),
+)
+
+
+def _check_plus_one(answer: Any) -> str:
+    return PLUS_ONE.check(answer)
+
+
+exercise(
+    "00.4",
+    title="Predict, measure, explain: adding 1 in float32",
+    reference=PLUS_ONE.answer,
+    stub=PLUS_ONE.stub,
+    wrong=[
+        lambda: PLUS_ONE.answer(explanation="b"),
+        lambda: PLUS_ONE.answer(explanation="c"),
+        lambda: PLUS_ONE.answer(measured=1.0),                    # exact arithmetic, not the measurement
+        lambda: PLUS_ONE.answer(measured=BIG),                    # x + 1 itself
+        lambda: PLUS_ONE.answer(committed="a", prediction="b"),   # changed after measuring
+        lambda: PLUS_ONE.answer(committed=...),                   # measured before predicting
+    ],
+)(_check_plus_one)
