@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -48,7 +48,10 @@ def get_batch(
     data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random windows of a token stream (N,): inputs x (B, T) and targets y (B, T),
-    where y is x shifted one token to the left (the next token at every position)."""
+    where y is x shifted one token to the left (the next token at every position).
+
+    Chapter 06a cuts random windows by hand first; 06b trains on them.
+    """
     if len(data) <= block_size:
         raise ValueError(
             f"the token stream has {len(data)} tokens, too few for windows of block_size {block_size} "
@@ -60,7 +63,10 @@ def get_batch(
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of next-token logits (B, T, V) against targets (B, T)."""
+    """Mean cross-entropy of next-token logits (B, T, V) against targets (B, T).
+
+    Chapter 06a derives the next-token loss.
+    """
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
@@ -90,7 +96,10 @@ def estimate_loss(
     """Mean loss over ``batches`` fixed random batches of windows of ``data`` (the same windows
     every call). Under DDP ``batch_size`` is a rank's share, as in ``train_lm``: every rank draws
     the batches of ``batch_size × world_size`` windows one process would, measures its share,
-    and the ranks average, so the estimate is the one process's (call it on every rank)."""
+    and the ranks average, so the estimate is the one process's (call it on every rank).
+
+    Chapter 06b measures its validation loss with it; 06c compares models with it.
+    """
     device = device or next(model.parameters()).device
     generator = torch.Generator().manual_seed(EVAL_SEED)
     was_training = model.training
@@ -179,6 +188,7 @@ def train_lm(
     resume: bool = False,
     autocast: torch.dtype | None = None,
     peak_flops: float | None = None,
+    aux_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
     verbose: bool = True,
@@ -195,6 +205,10 @@ def train_lm(
     ``sample_prompt`` is shown at each evaluation. With ``checkpoint`` (a file path) the whole
     run state is saved at each evaluation; ``resume=True`` continues from it exactly.
     ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision.
+    ``aux_loss`` (a function of the model, called after each forward pass) adds a term to the
+    training loss, e.g. a mixture of experts' load-balancing loss (chapter 08d:
+    ``aux_loss=lambda m: 0.01 * labkit.moe.load_balancing_loss(m)``); the losses in the history
+    stay the language model's own.
     The stop button ends training cleanly and keeps the history and the last checkpoint.
     """
     device = distributed.init_from_env(device if isinstance(device, torch.device) else get_device(device))
@@ -237,7 +251,8 @@ def train_lm(
 
     def compute_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
-        return lm_loss(net(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        loss = lm_loss(net(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        return loss if aux_loss is None else loss + aux_loss(model)
 
     def micro_batch() -> tuple[torch.Tensor, torch.Tensor]:
         return rank_batch(train_data, batch_size, block_size, state.generator)
@@ -339,7 +354,10 @@ def _check_lm_arguments(*, steps, batch_size, block_size, lr, accumulation_steps
 
 class SampleText(Callback):
     """After each evaluation, let the model continue ``prompt`` and show the text (one output,
-    updated in place in a notebook; printed in a script). ``samples`` keeps (step, text) pairs."""
+    updated in place in a notebook; printed in a script). ``samples`` keeps (step, text) pairs.
+
+    Chapter 06b shows samples with it as the model learns.
+    """
 
     def __init__(self, tokenizer: Any, prompt: str = "\n", max_new_tokens: int = 200, *,
                  temperature: float = 0.8, top_k: int | None = None, seed: int = 0, show: bool = True) -> None:
