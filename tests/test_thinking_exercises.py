@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.checks import ch00, ch02, ch03, ch04
+from labkit.checks import ch00, ch01, ch02, ch03, ch04
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -40,7 +40,7 @@ def test_02_5_right_answer_passes():
 # --------------------------------------------------------------------------- predict, measure, explain
 
 
-PME = {"00.4": ch00.PLUS_ONE, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
+PME = {"00.4": ch00.PLUS_ONE, "01.5": ch01.MOMENTUM_MEMORY, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
 
 
 @pytest.mark.parametrize("exercise_id", sorted(PME))
@@ -114,3 +114,10 @@ def test_00_4_float32_loses_the_one_at_2_to_the_24_but_not_below_or_in_float64()
     assert ch00.growth_when_adding_one() == 0.0
     assert ch00.growth_when_adding_one(ch00.BIG - 1) == 1.0
     assert ch00.growth_when_adding_one(dtype=torch.float64) == 1.0
+
+
+def test_01_5_counts_8_12_and_16_bytes_per_parameter_for_sgd_momentum_and_adam():
+    """Counted from the tensors a real optimizer holds after one step (Adam's step counters add a few bytes)."""
+    plain = ch01.bytes_per_parameter(lambda params: torch.optim.SGD(params, lr=0.1))
+    assert plain == 8 and ch01._momentum_bytes() == 12
+    assert 16 <= ch01._adam_bytes() < 16.01

@@ -17,6 +17,12 @@ The stub cells in ``chapters/01_background.ipynb``::
     def doubling_time_months(value_start, year_start, value_end, year_end):
         raise NotImplementedError  # TODO: months for the value to double, if it grew at a steady rate
     check("01.4", doubling_time_months)
+
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: SGD with momentum's bytes per parameter, as the measurement cell printed it
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("01.5", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
 """
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
+import torch
+from torch import nn
+
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, exercise, expect_callable
 
 SECONDS_PER_DAY = 86_400
@@ -307,3 +317,84 @@ exercise(
         lambda: lambda v0, y0, v1, y1: (v1 / v0) ** (1 / (y1 - y0)),                   # growth per year
     ],
 )(_check_doubling)
+
+
+# --------------------------------------------------------------------------- 01.5 predict, measure, explain
+
+
+def bytes_per_parameter(make_optimizer: Callable[[Any], torch.optim.Optimizer]) -> float:
+    """Bytes of weights, gradients and optimizer state per parameter after one float32 training step
+    of nn.Linear(256, 256), counted from the tensors themselves. The measurement of 01.5."""
+    with torch.random.fork_rng(devices=[]):  # the layer's random weights do not come from the notebook's stream
+        model = nn.Linear(256, 256)
+        optimizer = make_optimizer(model.parameters())
+        model(torch.ones(4, 256)).sum().backward()
+        optimizer.step()
+    params = list(model.parameters())
+    tensors = params + [p.grad for p in params if p.grad is not None]
+    tensors += [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors) / sum(p.numel() for p in params)
+
+
+def _momentum_bytes() -> float:
+    return bytes_per_parameter(lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9))
+
+
+def _adam_bytes() -> float:
+    return bytes_per_parameter(lambda params: torch.optim.Adam(params, lr=0.01))
+
+
+def _bytes_kind(value: float) -> str:
+    return "a" if value < 6 else "b" if value < 14 else "c"
+
+
+MOMENTUM_MEMORY = PredictMeasureExplain(
+    predictions={
+        "a": "4 bytes: plain SGD needs nothing but the weight, and momentum is just a number",
+        "b": "12 bytes",
+        "c": "16 bytes, like Adam",
+    },
+    explanations={
+        "a": "the weight, its gradient and one velocity (a running sum of past gradients) per parameter, "
+             "4 bytes each",
+        "b": "the weight, its gradient and the previous step's weight, which momentum compares with",
+        "c": "the weight and three gradients: this step's and the two before",
+    },
+    measure=_momentum_bytes,
+    predicted=_bytes_kind,
+    explained=lambda value: "a" if math.isclose(value, 12, rel_tol=0.01) else "none",
+    what="the bytes per parameter that training nn.Linear(256, 256) with SGD and momentum holds",
+    wrong_explanations={
+        "b": "momentum's update (chapter 03) is v ← μ·v + g, p ← p − lr·v: no old weight appears in it. "
+             "Look at what optimizer.state holds for one parameter",
+        "c": "momentum keeps one number per parameter that sums all past gradients (v ← μ·v + g), not a list of "
+             "them. Look at what optimizer.state holds for one parameter",
+    },
+    rel_tol=0.01,
+    misreadings=(
+        (lambda value, true: math.isclose(value, _adam_bytes(), rel_tol=0.01),
+         "that is Adam's line; the question is about SGD with momentum"),
+        (lambda value, true: math.isclose(value, true * 256 * 257, rel_tol=0.01),
+         "that is the total of bytes; divide by the number of parameters"),
+    ),
+)
+
+
+def _check_momentum_memory(answer: Any) -> str:
+    return MOMENTUM_MEMORY.check(answer)
+
+
+exercise(
+    "01.5",
+    title="Predict, measure, explain: the memory of SGD with momentum",
+    reference=MOMENTUM_MEMORY.answer,
+    stub=MOMENTUM_MEMORY.stub,
+    wrong=[
+        lambda: MOMENTUM_MEMORY.answer(explanation="b"),
+        lambda: MOMENTUM_MEMORY.answer(explanation="c"),
+        lambda: MOMENTUM_MEMORY.answer(measured=_adam_bytes()),            # Adam's line
+        lambda: MOMENTUM_MEMORY.answer(measured=4.0),                      # the prediction a, not a measurement
+        lambda: MOMENTUM_MEMORY.answer(committed="c", prediction="b"),     # changed after measuring
+        lambda: MOMENTUM_MEMORY.answer(committed=...),                     # measured before predicting
+    ],
+)(_check_momentum_memory)
