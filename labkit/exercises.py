@@ -372,6 +372,8 @@ def check(exercise_id: str, answer: Any, *, show: bool = True) -> CheckResult:
     Never raises for a wrong answer (an unfinished stub, an exception in your code, a wrong
     type): it reports instead, so the notebook keeps running. In a notebook the result is
     shown once even when `check(...)` is the last line of a cell.
+
+    Chapter 00 explains the exercises; every chapter's exercises call it.
     """
     channel = sys.modules.get(_GRADER_CHANNEL)  # only in a kernel the grader started (labkit/grading_kernel.py)
     result = channel.judge(exercise_id, answer) if channel is not None else _run_check(exercise_id, answer)
@@ -431,6 +433,8 @@ def summary(chapter: str | int | None = None) -> Summary:
     """Table of a chapter's exercises (or of all checked ones) and whether each passed.
 
     A solution notebook ends with ``assert summary("05").all_passed``.
+
+    Chapter 00 explains it; every chapter ends with it.
     """
     if chapter is None:
         ids = sorted(_SESSION, key=_sort_key)
@@ -506,6 +510,8 @@ def compare(name: str, mine: torch.Tensor, theirs: torch.Tensor, atol: float = 1
     AssertionError if the shapes differ or the largest absolute difference is above `atol`.
 
     For a chapter's "by hand, then checked against torch" cells; returns the max abs difference.
+
+    Chapter 02 uses it first: each thing built by hand is compared with labkit's or a library's.
     """
     assert mine.shape == theirs.shape, f"{name}: my shape {tuple(mine.shape)}, PyTorch's {tuple(theirs.shape)}"
     diff = (mine - theirs).abs().max().item()

@@ -47,7 +47,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass
 class GPTConfig:
     """Everything that decides a GPT's shape. ``attention`` picks "manual" (written out) or "sdpa"
-    (PyTorch's fused ``scaled_dot_product_attention``); both compute the same thing."""
+    (PyTorch's fused ``scaled_dot_product_attention``); both compute the same thing.
+
+    Chapter 06a builds the GPT it configures; 06b pretrains it.
+    """
 
     vocab_size: int = 65
     block_size: int = 64  # the longest context the model sees
@@ -215,7 +218,10 @@ class GPTBody(nn.ModuleDict):
 
 
 class GPT(nn.Module):
-    """A GPT language model: token ids (B, T) → next-token logits (B, T, vocab_size)."""
+    """A GPT language model: token ids (B, T) → next-token logits (B, T, vocab_size).
+
+    Chapter 06a builds it block by block; 06b pretrains it; 06c samples from it with a KV cache.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -604,6 +610,8 @@ def save_checkpoint(
 
     ``dtype=torch.bfloat16`` (or float16) stores the weights in half the bytes; `load_checkpoint`
     turns them back into float32.
+
+    Chapter 06b saves its pretrained model with it.
     """
     if not isinstance(model, GPT):
         raise TypeError(
@@ -643,7 +651,10 @@ def save_checkpoint(
 def load_checkpoint(
     directory: str | os.PathLike, device: str | torch.device | None = None
 ) -> tuple[GPT, Any, dict[str, Any]]:
-    """Read a directory written by `save_checkpoint`: (model in eval mode, tokenizer or None, meta)."""
+    """Read a directory written by `save_checkpoint`: (model in eval mode, tokenizer or None, meta).
+
+    Chapter 06a loads the shipped models with it.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(
@@ -736,14 +747,18 @@ def _load_tokenizer(name: str, path: Path) -> Any:
 # ====================================================================== the checkpoints the course ships
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = ("shakespeare_char", "tang_char", "base_bpe")
+SHIPPED = ("shakespeare_char", "tang_char", "base_bpe", "instruct_bpe")
 
 
 def load_pretrained(name: str, device: str | torch.device | None = None) -> tuple[GPT, Any, dict[str, Any]]:
     """One of the GPTs the course ships, trained by ``tools/train_checkpoints.py``:
-    "shakespeare_char", "tang_char" (character level) or "base_bpe" (byte-level BPE, English and
-    Chinese). Returns (model in eval mode, tokenizer, meta) — meta holds the validation loss and
-    the command that trained it."""
+    "shakespeare_char", "tang_char" (character level), "base_bpe" (byte-level BPE, English and
+    Chinese) or "instruct_bpe" (base_bpe instruction-tuned by chapter 07c's training). Returns
+    (model in eval mode, tokenizer, meta) — meta holds the validation loss and the command that
+    trained it.
+
+    Chapter 06c samples from the shipped models; 07b and 07c fine-tune base_bpe.
+    """
     if name not in SHIPPED:
         raise ValueError(f"unknown checkpoint {name!r}; the course ships {', '.join(SHIPPED)}")
     directory = CHECKPOINTS_DIR / name

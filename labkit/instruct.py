@@ -47,6 +47,9 @@ __all__ = [
     "InstructionCollator",
     "collate_instructions",
     "instruction_loss",
+    "length_grouped_batches",
+    "response_loss",
+    "train_instructions",
     "respond",
     "normalize_answer",
     "exact_match",
@@ -76,7 +79,10 @@ def _check_example(example: Any, index: int | None = None, *, needs_output: bool
 
 def format_prompt(example: Example) -> str:
     """The prompt of an example, up to and including "### Response:\\n" (Alpaca's layout; the
-    Input block only when "input" is not empty). The model's answer follows it."""
+    Input block only when "input" is not empty). The model's answer follows it.
+
+    Chapter 07c writes the prompt format by hand first.
+    """
     _check_example(example)
     prompt = f"### Instruction:\n{example['instruction']}\n\n"
     if example.get("input", ""):
@@ -122,6 +128,8 @@ class InstructionCollator:
     (a response cut short loses its end marker). An example whose prompt alone leaves no room for
     one response token raises an error — or, with ``skip_too_long=True``, is left out with a warning.
     Use it as a DataLoader's ``collate_fn``, or call it on a whole list (`collate_instructions`).
+
+    Chapter 07c builds the loss mask by hand, then uses this.
     """
 
     def __init__(self, tokenizer: Any, block_size: int, pad_id: int | None = None, *,
@@ -174,14 +182,130 @@ def collate_instructions(
     skip_too_long: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All ``examples`` → one padded (x (N, T), y (N, T)) pair, e.g. for ``TensorDataset(x, y)`` and
-    ``fit(..., loss_fn=instruction_loss)``. See `InstructionCollator` for what x and y hold."""
+    ``fit(..., loss_fn=instruction_loss)``. See `InstructionCollator` for what x and y hold.
+
+    Chapter 07c builds the loss mask by hand, then uses this.
+    """
     return InstructionCollator(tokenizer, block_size, pad_id, skip_too_long=skip_too_long)(examples)
 
 
 def instruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of logits (B, T, V) against targets (B, T) over the response tokens only
-    (targets equal to ``IGNORE_INDEX`` are skipped)."""
+    (targets equal to ``IGNORE_INDEX`` are skipped).
+
+    Chapter 07c derives why only the response is graded.
+    """
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                           group: int = 16) -> list[list[int]]:
+    """Batches (lists of indices into ``lengths``) in which rows of similar length come together, in
+    random order: the indices are shuffled, cut into chunks of ``group`` batches, each chunk sorted
+    by length and cut into batches, and the batches shuffled. Every index appears once. Padding a
+    batch to its longest row then costs little (chapter 07c measures how much it saves).
+
+    Chapter 07c builds it by hand and measures the padding it saves.
+    """
+    if batch_size < 1 or group < 1:
+        raise ValueError(f"batch_size and group must be at least 1, got {batch_size} and {group}")
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches: list[list[int]] = []
+    for start in range(0, len(order), batch_size * group):
+        chunk = sorted(order[start: start + batch_size * group], key=lambda i: lengths[i])
+        batches += [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+@torch.no_grad()
+def response_loss(model: GPT, examples: Sequence[Example], collator: InstructionCollator,
+                  batch_size: int = 64) -> float:
+    """The mean loss per graded token (response + end marker) of ``model`` on ``examples``,
+    evaluated in batches of similar length; the model's train/eval mode is restored.
+
+    Chapter 07c measures the validation loss with it.
+    """
+    was_training, total, count = model.training, 0.0, 0
+    device = next(model.parameters()).device
+    model.eval()
+    ordered = sorted(examples, key=lambda r: len(format_prompt(r)) + len(r["output"]))
+    for i in range(0, len(ordered), batch_size):
+        xb, yb = collator(ordered[i: i + batch_size])
+        n = int((yb != IGNORE_INDEX).sum())
+        total += instruction_loss(model(xb.to(device)), yb.to(device)).item() * n
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+def train_instructions(
+    model: GPT, train_set: Sequence[Example], val_set: Sequence[Example], tokenizer: Any, *,
+    epochs: int = 1, lr: float = 1e-3, batch_size: int = 16, warmup_steps: int = 20, clip: float = 1.0,
+    evals_per_epoch: int = 3, seed: int = 0, progress: bool = True,
+) -> dict[str, list[float]]:
+    """Instruction-tune ``model`` in place, as chapter 07c's training cell does by hand: AdamW
+    (no weight decay), a warm-up over ``warmup_steps`` then a linear decay to 0, gradients clipped
+    to norm ``clip``, batches grouped by length (`length_grouped_batches`, generator seeded with
+    ``seed``), the loss on the responses only. The validation loss (`response_loss`) is measured
+    ``evals_per_epoch`` times an epoch. Returns the history: lists "step", "train_loss" (mean over
+    the steps since the last evaluation), "val_loss", "time" (seconds) and "tokens_per_s".
+
+    ``tools/train_checkpoints.py instruct_bpe`` makes the shipped instruction-tuned checkpoint with it.
+
+    Chapter 07c writes this loop by hand.
+    """
+    import time
+
+    from .callbacks import ProgressBar
+    from .training import FitState, History
+
+    if epochs < 1 or lr <= 0:
+        raise ValueError(f"epochs must be at least 1 and lr positive, got epochs={epochs}, lr={lr}")
+    device = next(model.parameters()).device
+    collator = InstructionCollator(tokenizer, model.config.block_size)
+    lengths = [len(collator(train_set[i: i + 1])[0][0]) for i in range(len(train_set))]  # tokens per row
+    steps_per_epoch = -(-len(train_set) // batch_size)
+    total_steps, eval_every = epochs * steps_per_epoch, max(1, steps_per_epoch // evals_per_epoch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) * (1 - step / total_steps))
+    generator = torch.Generator().manual_seed(seed)
+    history: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "time": [], "tokens_per_s": []}
+    state = FitState(model, optimizer, device, epochs, steps_per_epoch, History(), has_validation=True)
+    bar = ProgressBar() if progress else None
+    if bar:
+        bar.on_fit_start(state)
+    model.train()
+    start, losses, tokens, window_start = time.perf_counter(), [], 0, time.perf_counter()
+    for state.epoch in range(epochs):
+        for batch in length_grouped_batches(lengths, batch_size, generator):
+            xb, yb = collator([train_set[i] for i in batch])
+            loss = instruction_loss(model(xb.to(device)), yb.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            schedule.step()
+            state.step, state.loss = state.step + 1, loss.item()
+            losses.append(state.loss)
+            tokens += xb.numel()
+            if bar:
+                bar.on_batch_end(state)
+            if state.step % eval_every == 0 or state.step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                history["step"].append(state.step)
+                history["train_loss"].append(sum(losses) / len(losses))
+                history["val_loss"].append(response_loss(model, val_set, collator))
+                history["time"].append(time.perf_counter() - start)
+                history["tokens_per_s"].append(tokens / elapsed)
+                losses, tokens, window_start = [], 0, time.perf_counter()
+        if bar:
+            state.history.append({"train_loss": history["train_loss"][-1], "val_loss": history["val_loss"][-1]})
+            bar.on_epoch_end(state)
+    if bar:
+        bar.on_fit_end(state)
+    model.eval()
+    return history
 
 
 # ====================================================================== answering and scoring
@@ -199,7 +323,10 @@ def respond(
     generator: torch.Generator | None = None,
 ) -> str:
     """The model's answer to an instruction (with an optional input), without the prompt and the
-    end marker. ``temperature`` 0 (the default) always takes the likeliest token."""
+    end marker. ``temperature`` 0 (the default) always takes the likeliest token.
+
+    Chapter 07c asks the base and the tuned model the same questions with it.
+    """
     if isinstance(example_or_instruction, str):
         example: Mapping[str, str] = {"instruction": example_or_instruction, "input": input}
     else:
@@ -236,13 +363,19 @@ def _paired(predictions: Sequence[str], references: Sequence[str]) -> list[tuple
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """The share (0 … 1) of predictions equal to their reference, character for character."""
+    """The share (0 … 1) of predictions equal to their reference, character for character.
+
+    Chapter 07c scores the held-out questions with it.
+    """
     pairs = _paired(predictions, references)
     return sum(p == r for p, r in pairs) / len(pairs)
 
 
 def normalized_exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     """The share (0 … 1) of predictions equal to their reference after `normalize_answer` on both:
-    "Paris." and " paris" match."""
+    "Paris." and " paris" match.
+
+    Chapter 07c compares it with the strict score.
+    """
     pairs = _paired(predictions, references)
     return sum(normalize_answer(p) == normalize_answer(r) for p, r in pairs) / len(pairs)

@@ -72,6 +72,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
 }
 
+# name → the shipped checkpoint it starts from and chapter 07c's instruction-tuning settings: every
+# example of datasets/instructions' train split once, the loss on the responses only.
+INSTRUCT_RECIPES: dict[str, dict[str, Any]] = {
+    "instruct_bpe": dict(base="base_bpe", train=dict(epochs=1, lr=1e-3, batch_size=16, warmup_steps=20)),
+}
+
 
 def corpus(name: str) -> tuple[str, str]:
     """(train text, validation text) of a corpus: "shakespeare", "moby_dick", "tang_poems" or
@@ -104,8 +110,13 @@ def train(name: str, *, export_only: bool = False, steps: int | None = None, bat
     """Train (or resume) recipe ``name`` and export it to ``out_dir / name``; returns that folder
     (None on ranks other than 0, which write nothing). ``steps`` and ``batch_size`` (the global
     batch, split over the ranks) override the recipe's."""
+    if name in INSTRUCT_RECIPES:
+        if export_only or steps is not None or batch_size is not None:
+            raise ValueError(f"{name} is one epoch of instruction tuning (chapter 07c's settings) and keeps no "
+                             "resumable run: train it without --export, --steps or --batch-size")
+        return train_instruct(name, out_dir=out_dir, command=command)
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}: the recipes are {', '.join(sorted(RECIPES))}")
+        raise ValueError(f"unknown recipe {name!r}: the recipes are {', '.join(sorted([*RECIPES, *INSTRUCT_RECIPES]))}")
     recipe = RECIPES[name]
     device = distributed.init_from_env(get_device())
     world, main = distributed.world_size(), distributed.is_main()
@@ -151,6 +162,28 @@ def train(name: str, *, export_only: bool = False, steps: int | None = None, bat
     return export(name, model.cpu(), tokenizer, run["history"], meta, device, out_dir)
 
 
+def train_instruct(name: str, *, out_dir: Path = OUT_DIR, command: str = "") -> Path:
+    """Instruction-tune the shipped checkpoint recipe ``name`` starts from (chapter 07c's training,
+    `labkit.instruct.train_instructions`) and export it to ``out_dir / name``. One process; a few
+    minutes on a laptop CPU."""
+    from .gpt import load_pretrained
+    from .instruct import train_instructions
+
+    if distributed.world_size() > 1:
+        raise ValueError(f"{name} trains in one process (a few minutes): run it without torchrun")
+    recipe = INSTRUCT_RECIPES[name]
+    device = get_device()
+    model, tokenizer, base_meta = load_pretrained(recipe["base"], device)
+    torch.manual_seed(0)
+    history = train_instructions(model, data.load_instructions("train"), data.load_instructions("val"), tokenizer,
+                                 **recipe["train"], progress=False)
+    for step, loss, val in zip(history["step"], history["train_loss"], history["val_loss"]):
+        print(f"{name}: step {step:.0f}: train loss {loss:.3f}, validation loss {val:.3f}", flush=True)
+    meta = dict(command=command or f"python -m labkit train {name}", world_size=1, corpus="instructions",
+                settings={**recipe["train"], "base": recipe["base"], "base_val_loss": base_meta["final_val_loss"]})
+    return export(name, model.cpu(), tokenizer, history, meta, device, out_dir)
+
+
 def export(name: str, model: GPT, tokenizer: Any, history: dict[str, list[float]], meta: dict[str, Any],
            device: torch.device, out_dir: Path = OUT_DIR) -> Path:
     """Write ``out_dir/name/``: weights, config, tokenizer, history.csv, loss.png, meta.json, README.md."""
@@ -167,7 +200,8 @@ def export(name: str, model: GPT, tokenizer: Any, history: dict[str, list[float]
         "vocab_size": tokenizer.vocab_size,
         "parameters": model.num_parameters(),
         "steps": int(final["step"]),
-        "tokens_per_step": settings["batch_size"] * model.config.block_size * settings.get("accumulation_steps", 1),
+        **({} if "epochs" in settings else  # an instruction-tuning batch is as long as its longest example
+           {"tokens_per_step": settings["batch_size"] * model.config.block_size * settings.get("accumulation_steps", 1)}),
         "final_train_loss": round(final["train_loss"], 4),
         "final_val_loss": round(final["val_loss"], 4),
         "best_val_loss": round(min(history["val_loss"]), 4),
@@ -195,8 +229,8 @@ def export(name: str, model: GPT, tokenizer: Any, history: dict[str, list[float]
 def main(argv: list[str] | None = None, prog: str = "python -m labkit train") -> int:
     """The command line (``python -m labkit train`` and ``tools/train_checkpoints.py``)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="+", choices=sorted(RECIPES), metavar="recipe",
-                        help=f"what to train: {', '.join(sorted(RECIPES))}")
+    names = sorted([*RECIPES, *INSTRUCT_RECIPES])
+    parser.add_argument("names", nargs="+", choices=names, metavar="recipe", help=f"what to train: {', '.join(names)}")
     parser.add_argument("--export", action="store_true", help="only export the saved run as it stands")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch (all ranks together)")

@@ -45,6 +45,13 @@ def test_loaded_weights_give_the_recorded_validation_loss(name):
     finally:
         sys.path.remove(str(REPO / "tools"))
     model, tokenizer, meta = load_pretrained(name)
+    if name not in RECIPES:  # instruction-tuned (chapter 07c): the loss on the validation examples' responses
+        from labkit.data import load_instructions
+        from labkit.instruct import InstructionCollator, response_loss
+
+        loss = response_loss(model, load_instructions("val"), InstructionCollator(tokenizer, model.config.block_size))
+        assert loss == pytest.approx(meta["final_val_loss"], abs=2e-3), (name, loss, meta["final_val_loss"])
+        return
     _, val_text = corpus(RECIPES[name]["corpus"])
     val = torch.tensor(tokenizer.encode(val_text), dtype=torch.long)
     loss = estimate_loss(model, val, batch_size=meta["settings"]["batch_size"], block_size=model.config.block_size,

@@ -17,9 +17,12 @@ from labkit.instruct import (
     exact_match,
     format_prompt,
     instruction_loss,
+    length_grouped_batches,
     normalize_answer,
     normalized_exact_match,
     respond,
+    response_loss,
+    train_instructions,
 )
 from labkit.tokenizers import ENDOFTEXT, BPETokenizer, CharTokenizer
 from labkit.training import fit
@@ -181,3 +184,55 @@ def test_exact_match_and_its_normalised_variant():
         exact_match(["a", "b"], ["a"])
     with pytest.raises(TypeError, match="lists"):
         exact_match("a", "a")
+
+
+# ====================================================================== training (07c's loop, kept in labkit)
+
+
+def test_length_grouped_batches_hold_every_index_once_and_need_less_padding():
+    lengths = [int(n) for n in torch.randint(5, 200, (300,), generator=torch.Generator().manual_seed(3))]
+    grouped = length_grouped_batches(lengths, 8, torch.Generator().manual_seed(0))
+    assert sorted(i for batch in grouped for i in batch) == list(range(300))
+    assert all(1 <= len(batch) <= 8 for batch in grouped)
+    assert grouped == length_grouped_batches(lengths, 8, torch.Generator().manual_seed(0))  # seeded: the same
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(0)).tolist()
+    shuffled = [order[k: k + 8] for k in range(0, 300, 8)]
+
+    def padding(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches) - sum(lengths)
+
+    assert padding(grouped) < 0.2 * padding(shuffled)
+    with pytest.raises(ValueError, match="batch_size"):
+        length_grouped_batches(lengths, 0, torch.Generator())
+
+
+def test_train_instructions_is_chapter_07cs_loop(tokenizer):
+    """train_instructions gives the weights of the loop 07c writes by hand, step for step."""
+    records = EXAMPLES * 4
+    model = tiny_gpt(tokenizer.vocab_size)
+    by_hand = tiny_gpt(tokenizer.vocab_size)
+    history = train_instructions(model, records, EXAMPLES, tokenizer, epochs=2, lr=3e-3, batch_size=4,
+                                 warmup_steps=2, progress=False)
+
+    collator = InstructionCollator(tokenizer, 64)
+    lengths = [len(collator([r])[0][0]) for r in records]
+    total = 2 * 3
+    optimizer = torch.optim.AdamW(by_hand.parameters(), lr=3e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 2) * (1 - s / total))
+    generator = torch.Generator().manual_seed(0)
+    by_hand.train()
+    for _ in range(2):
+        for batch in length_grouped_batches(lengths, 4, generator):
+            xb, yb = collator([records[i] for i in batch])
+            loss = instruction_loss(by_hand(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+    for (name, a), b in zip(model.state_dict().items(), by_hand.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert history["step"] == [1, 2, 3, 4, 5, 6] and len(history["val_loss"]) == 6
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert history["val_loss"][-1] == pytest.approx(response_loss(model, EXAMPLES, collator), rel=1e-6)
+    assert not model.training

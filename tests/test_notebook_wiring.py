@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from labkit.exercises import chapter_exercises, check
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import cells as _cells, code_cells as _code_cells, stand_in, widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]*.ipynb"))
@@ -143,6 +143,20 @@ def test_the_browser_tests_setup_cells_come_before_its_widget(chapter):
         assert all(cells[i]["cell_type"] == "code" for i in setup), "only code cells can be tagged browser-setup"
 
 
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_a_browser_stand_in_replaces_a_setup_cell(chapter):
+    """A stand-in (cell metadata labkit.browser_stand_in) is what the browser runs in place of a long
+    setup cell, so it must sit on a cell the browser runs (that the slice with it binds every name it
+    reads is the test below)."""
+    for i, cell in enumerate(_cells(chapter)):
+        source = stand_in(cell)
+        if source is None:
+            continue
+        assert "browser-setup" in cell.get("metadata", {}).get("tags", []), (
+            f"{chapter.name} cell {i} has a browser stand-in but is not tagged browser-setup: the browser never runs it")
+        assert source.strip(), f"{chapter.name} cell {i}: its browser stand-in is empty"
+
+
 def _names(source: str) -> tuple[set[str], set[str]]:
     """(names the code binds anywhere, names it reads) — scope-blind, which is enough to find a
     name that no cell of a slice defines. IPython's `%magic` and `!shell` lines are skipped."""
@@ -173,13 +187,10 @@ def test_the_browser_tests_setup_cells_define_every_name_they_use(chapter):
     into a run; here it fails at once."""
     import builtins
 
-    cells = _cells(chapter)
-    tags = [c.get("metadata", {}).get("tags", []) for c in cells]
-    setup = [c for c, t in zip(cells, tags) if "browser-setup" in t]
-    if not setup:
-        return  # the browser runs every cell up to the widget
-    widget = [c for c, t in zip(cells, tags) if "browser-test" in t]
-    bound, read = _names("\n".join("".join(c["source"]) for c in setup + widget))
+    if not any("browser-test" in c.get("metadata", {}).get("tags", []) for c in _cells(chapter)):
+        return
+    notebook, _ = widget_slice(chapter)  # what the browser runs: setup cells (or their stand-ins), widget
+    bound, read = _names("\n".join("".join(c["source"]) for c in notebook["cells"]))
     missing = sorted(read - bound - set(dir(builtins)) - {"get_ipython", "display", "In", "Out"})
     assert not missing, (f"{chapter.name}: the browser slice reads {missing} but no cell tagged browser-setup "
                          "defines them: tag the cells that do")

@@ -44,3 +44,14 @@ def test_type_checking_block_imports_each_name_from_its_public_module():
 
 def test_all_is_public_sorted():
     assert labkit.__all__ == sorted(labkit.PUBLIC)
+
+
+def test_every_public_name_says_which_chapter_derives_or_uses_it():
+    """d2l's habit ("defined in section …"): each public docstring names the chapter a learner meets
+    the thing in, so that help(labkit.fit) leads back to the notebook that builds it by hand."""
+    import inspect
+    import re
+
+    silent = [name for name in labkit.__all__
+              if not re.search(r"\bchapters? \d\d[a-z]?\b", inspect.getdoc(getattr(labkit, name)) or "", re.IGNORECASE)]
+    assert not silent, f"these public docstrings name no chapter ('Chapter 06a builds it …'): {silent}"

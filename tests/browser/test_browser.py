@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from notebook_cells import BROWSER_TEST, widget_slice
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -163,35 +165,16 @@ def test_notebook_panel_in_jupyterlab(page, lab, artifacts, case: NotebookCase):
 # the cells that widget needs (below), moves the cell's first slider with the keyboard and waits
 # for its figure to be redrawn; a cell that holds a HyperparameterPanel gets the panel's story
 # instead (slider, Train, curve, results row). nbval runs every chapter top to bottom already:
-# here only what happens in the browser is new.
-
-TAG = "browser-test"
-SETUP_TAG = "browser-setup"  # in a chapter whose widget needs only some cells: exactly those
+# here only what happens in the browser is new. The slice (tests/notebook_cells.py: widget_slice) is
+# the cells tagged "browser-setup", a long training run among them replaced by its stand-in.
 
 
 def tagged_cell_index(path: Path) -> int | None:
     """The index (among all cells) of the notebook's cell tagged "browser-test", or None."""
     cells = json.loads(path.read_text())["cells"]
-    found = [i for i, cell in enumerate(cells) if TAG in cell.get("metadata", {}).get("tags", [])]
-    assert len(found) <= 1, f"{path.name}: tag exactly one cell {TAG!r}, found {len(found)}"
+    found = [i for i, cell in enumerate(cells) if BROWSER_TEST in cell.get("metadata", {}).get("tags", [])]
+    assert len(found) <= 1, f"{path.name}: tag exactly one cell {BROWSER_TEST!r}, found {len(found)}"
     return found[0] if found else None
-
-
-def widget_slice(path: Path) -> tuple[dict, int]:
-    """The notebook the browser runs for `path`'s widget, and the widget cell's index in it.
-
-    Its code cells tagged "browser-setup" and then the widget cell; without such tags, every code
-    cell up to the widget (a chapter tags its setup when the cells before the widget hold long
-    training runs the widget does not use). Outputs are cleared, as a learner's Run All would."""
-    notebook = json.loads(path.read_text())
-    index = tagged_cell_index(path)
-    assert index is not None, f"{path.name} has no cell tagged {TAG!r}"
-    before = [cell for cell in notebook["cells"][:index] if cell["cell_type"] == "code"]
-    setup = [cell for cell in before if SETUP_TAG in cell.get("metadata", {}).get("tags", [])]
-    cells = [*(setup or before), notebook["cells"][index]]
-    for cell in cells:
-        cell["outputs"], cell["execution_count"] = [], None
-    return {**notebook, "cells": cells}, len(cells) - 1
 
 
 CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="slider_demo")] + [
