@@ -48,3 +48,17 @@ def widget_slice(path: Path) -> tuple[dict, int]:
         if stand_in(cell) is not None:
             cell["source"] = stand_in(cell)
     return {**notebook, "cells": cells}, len(cells) - 1
+
+
+def run_widget_slice(path: Path, *, with_widget: bool = True) -> dict:
+    """Execute `path`'s browser slice (`widget_slice`) in a fresh namespace, without a kernel, and
+    return the namespace: a chapter test then calls the widget's drawing function at the sliders'
+    ends. Figures go to matplotlib's Agg backend; `with_widget=False` stops before the widget cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    notebook, index = widget_slice(path)
+    namespace: dict = {}
+    for i, cell in enumerate(notebook["cells"][: index + 1 if with_widget else index]):
+        exec(compile("".join(cell["source"]), f"<{path.stem} slice cell {i}>", "exec"), namespace)
+    return namespace

@@ -18,7 +18,7 @@ from labkit.exercises import chapter_exercises, check
 from labkit.gpt import GPT, GPTConfig
 from labkit.memory import gpt_activation_bytes
 from labkit.roofline import attainable_gflops, matmul_intensity
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "08a_memory_and_speed"
@@ -42,14 +42,7 @@ def test_timing_and_widget_cells_are_marked_for_nbval():
 
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget cell."""
-    import matplotlib
-    matplotlib.use("Agg")
-    cells = [c for c in _cells(CHAPTER)
-             if {"browser-setup", "browser-test"} & set(c.get("metadata", {}).get("tags", []))]
-    assert "browser-test" in cells[-1]["metadata"]["tags"]
-    namespace: dict = {}
-    for cell in cells:
-        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    namespace = run_widget_slice(CHAPTER)
     fig, ax = namespace["plt"].subplots()
     namespace["memory_bars"](ax, batch_size=64, block_size=4096, n_layer=48, n_embd=2048)  # the sliders' far ends
     namespace["plt"].close("all")

@@ -12,7 +12,7 @@ from pathlib import Path
 from labkit.checks import ch08b
 from labkit.exercises import chapter_exercises, check
 from labkit.parallelism import data_parallel_speedup, ring_all_reduce_bytes, zero_bytes_per_device
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import cells as _cells, code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "08b_distributed"
@@ -44,14 +44,7 @@ def test_subprocesses_are_time_limited():
 
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget cell."""
-    import matplotlib
-    matplotlib.use("Agg")
-    cells = [c for c in _cells(CHAPTER)
-             if {"browser-setup", "browser-test"} & set(c.get("metadata", {}).get("tags", []))]
-    assert "browser-test" in cells[-1]["metadata"]["tags"]
-    namespace: dict = {}
-    for cell in cells:
-        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    namespace = run_widget_slice(CHAPTER)
     fig, ax = namespace["plt"].subplots()
     for machines, bandwidth, params, step in ((128, 0.1, 1e5, 10), (1, 1000, 1, 1e4)):   # the sliders' far ends
         speed, share = namespace["speedup_curves"](ax, machines, bandwidth, params, step)

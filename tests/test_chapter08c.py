@@ -17,7 +17,7 @@ from torch.nn.utils import prune
 
 from labkit.checks import ch08c
 from labkit.exercises import chapter_exercises
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "08c_pruning_and_quantization"
@@ -38,12 +38,7 @@ def test_timing_and_widget_cells_are_marked_for_nbval():
 
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget's drawing at the ends."""
-    import matplotlib
-    matplotlib.use("Agg")
-    cells = [c for c in _cells(CHAPTER) if "browser-setup" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    for cell in cells:
-        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    namespace = run_widget_slice(CHAPTER, with_widget=False)
     for percent, method in ((0, "unstructured"), (95, "structured")):          # the slider's ends
         loss = namespace["val_loss"](namespace["pruned_gpt"](namespace["gpt"], percent / 100, method == "structured"))
         fig, ax = namespace["plt"].subplots()
