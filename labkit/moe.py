@@ -23,6 +23,8 @@ Two things keep the experts in use:
 `use_moe(gpt, n_experts=4)` puts an MoE in place of each block's MLP; `load_balancing_loss(model)`
 sums the layers' losses of the last forward pass (``train_lm(..., aux_loss=…)`` adds it).
 Shapes: B batch, T tokens, C channels (``n_embd``), N = B·T tokens, E experts, k choices per token.
+`train_lm`'s MFU counts every parameter (``GPT.flops_per_token``), so for an MoE it counts the idle experts'
+work too and overstates the utilisation; compare tokens per second instead.
 """
 
 from __future__ import annotations
