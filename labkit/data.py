@@ -47,12 +47,13 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
+from .sums import SUMS_FILE, read_sums
+
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
 
 DATA_DIR_ENV = "LABKIT_DATA_DIR"
 DATA_DIR: Path = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parent.parent / "datasets")
-SUMS_FILE = "SHA256SUMS"
 
 # torchvision's file names: "train-..." for the training split, "t10k-..." for the test split.
 SPLITS: dict[str, str] = {"train": "train", "test": "t10k"}
@@ -233,24 +234,9 @@ class DatasetError(Exception):
         )
 
 
-_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
-
-
 def _expected_sums() -> tuple[dict[str, str], list[tuple[int, str]]]:
-    """({relative path: sha256}, [(line number, line)]) from the data folder's SHA256SUMS
-    (``sha256sum`` format). The second list holds the lines that are not ``<64 hex digits>  <path>``:
-    a damaged line stops only the dataset whose file it named, not every dataset."""
-    path = data_dir() / SUMS_FILE
-    if not path.is_file():
-        return {}, []
-    sums, malformed = {}, []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2 and _DIGEST.fullmatch(parts[0]):
-            sums[parts[1].lstrip("*")] = parts[0].lower()  # "*" marks binary mode in sha256sum's format
-        elif line.strip():
-            malformed.append((number, line))
-    return sums, malformed
+    """({relative path: sha256}, [(line number, line)]) from the data folder's SHA256SUMS (`labkit.sums`)."""
+    return read_sums(data_dir() / SUMS_FILE)
 
 
 # (resolved path, size, mtime in ns) -> sha256; a file that changes gets a new key and is re-hashed.

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torchvision.transforms import PILToTensor
 
-from labkit import data
+from labkit import data, sums as labkit_sums
 from labkit.data import REGISTRY, DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,8 +29,9 @@ def real_data_dir(monkeypatch):
 
 
 def read_sums(folder: Path) -> dict[str, str]:
-    lines = (folder / "SHA256SUMS").read_text().splitlines()
-    return {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
+    sums, malformed = labkit_sums.read_sums(folder / "SHA256SUMS")
+    assert not malformed, malformed
+    return sums
 
 
 @pytest.fixture
@@ -333,3 +334,16 @@ def test_a_text_file_that_is_not_utf8_names_the_file_and_the_byte(copied, name, 
     assert info.value.file == file
     assert re.search(r"is not UTF-8 text at byte (49[7-9]|500) \(line \d+\)", str(info.value)), str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_the_one_reader_of_sha256sums_keeps_good_lines_and_names_bad_ones(tmp_path):
+    """labkit.sums is the one reader (labkit.data, datasets/build.py and these tests use it)."""
+    digest = "ab" * 32
+    file = tmp_path / "SHA256SUMS"
+    file.write_text(f"{digest}  MNIST/a.npy\n{digest.upper()} *MNIST/b.npy\n\nnot a line\n{digest[:-1]}  MNIST/c.npy\n")
+    sums, malformed = labkit_sums.read_sums(file)
+    assert sums == {"MNIST/a.npy": digest, "MNIST/b.npy": digest}
+    assert malformed == [(4, "not a line"), (5, f"{digest[:-1]}  MNIST/c.npy")]
+    assert labkit_sums.read_sums(tmp_path / "missing") == ({}, [])
+    file.write_text(labkit_sums.format_sums({"b": digest, "a": digest}))
+    assert file.read_text() == f"{digest}  a\n{digest}  b\n" and labkit_sums.read_sums(file) == ({"a": digest, "b": digest}, [])

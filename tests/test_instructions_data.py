@@ -19,6 +19,7 @@ import pytest
 
 from labkit import data
 from labkit.data import DatasetError
+from labkit.sums import read_sums
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")
@@ -49,11 +50,9 @@ def records(split: str) -> tuple[dict[str, str], ...]:
 
 
 def recorded_sha256(file: str) -> str:
-    for line in (REPO / "datasets" / "SHA256SUMS").read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        if name == file:
-            return digest
-    raise AssertionError(f"{file} has no line in SHA256SUMS")
+    sums, _ = read_sums(REPO / "datasets" / "SHA256SUMS")
+    assert file in sums, f"{file} has no line in SHA256SUMS"
+    return sums[file]
 
 
 # --------------------------------------------------------------------------- sizes, fields, balance
