@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from labkit.checks import ch06c
@@ -22,8 +23,8 @@ SOLUTIONS = REPO / "solutions" / "06c_sampling_and_kv_cache_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06c")]
 
 
-def test_chapter_has_exercises_06_6_to_06_8():
-    assert IDS == ["06.6", "06.7", "06.8"]
+def test_chapter_has_exercises_06_6_to_06_8_and_06_12():
+    assert IDS == ["06.6", "06.7", "06.8", "06.12"]
 
 
 def test_first_code_cell_seeds():
@@ -130,3 +131,27 @@ def test_kv_cache_reference_matches_a_real_cache():
     assert held == ch06c._reference_kv_cache_bytes(c.n_layer, c.n_head, c.n_embd // c.n_head, 20, 3, 4)
 
 
+
+
+def test_min_p_reference_equals_transformers_min_p_warper():
+    """06.12's reference keeps exactly the tokens Hugging Face's MinPLogitsWarper keeps (min_tokens_to_keep=1)."""
+    logits_process = pytest.importorskip("transformers.generation.logits_process")
+    for logits, min_p in ch06c._min_p_cases():
+        if min_p == 0.0:  # transformers requires 0 <= min_p <= 1 too; 0 keeps everything in both
+            continue
+        theirs = logits_process.MinPLogitsWarper(min_p)(torch.zeros(len(logits), 1, dtype=torch.long), logits.clone())
+        assert torch.equal(ch06c._reference_min_p_filter(logits, min_p), theirs), min_p
+
+
+def test_min_p_keeps_few_tokens_where_the_model_is_sure_and_many_where_it_is_not():
+    logits = torch.tensor([[8.0, 2.0, 1.0, 0.0], [1.0, 0.9, 0.8, 0.7]])
+    kept = ch06c._reference_min_p_filter(logits, 0.1) != float("-inf")
+    assert kept.sum(dim=-1).tolist() == [1, 4]
+    assert check("06.12", ch06c._reference_min_p_filter, show=False).passed
+
+
+def test_min_p_cuts_a_long_tail_that_top_p_must_take_in_as_the_solutions_say():
+    """The solutions' example: two good tokens and 30 poor ones at temperature 1."""
+    logits = torch.tensor([[4.0, 3.5] + [0.0] * 30])
+    assert int((ch06c._reference_min_p_filter(logits, 0.1) != float("-inf")).sum()) == 2
+    assert int((ch06c._reference_top_p_filter(logits, 0.9) != float("-inf")).sum()) > 15

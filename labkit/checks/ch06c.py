@@ -14,6 +14,10 @@ The stub cells in ``chapters/06c_sampling_and_kv_cache.ipynb``::
         raise NotImplementedError  # TODO: bytes of all the cached keys and values
     check("06.8", kv_cache_bytes)
 
+    def min_p_filter(logits, min_p):
+        raise NotImplementedError  # TODO: logits (B, V) -> (B, V), tokens with p < min_p * (row's max p) set to -inf
+    check("06.12", min_p_filter)
+
 Every check runs in well under a second and leaves the notebook's random stream alone
 (the test logits come from their own seeded generator).
 """
@@ -376,3 +380,68 @@ exercise(
         lambda: lambda L, H, hs, T, B, b: f"{2 * L * H * hs * T * B * b / 2**20:.0f} MiB",  # text, not a number
     ],
 )(_check_kv_cache_bytes)
+
+
+# --------------------------------------------------------------------------- 06.12 min-p (a variation of top-p)
+
+
+def _reference_min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    probs = torch.softmax(logits, dim=-1)                                  # (B, V)
+    threshold = min_p * probs.max(dim=-1, keepdim=True).values             # (B, 1): relative to each row's top
+    return logits.masked_fill(probs < threshold, NEG_INF)
+
+
+def _min_p_cases() -> list[tuple[torch.Tensor, float]]:
+    peaked = _test_logits(3, 50, seed=12, scale=4.0)   # one token far ahead in most rows
+    flat = _test_logits(3, 50, seed=13, scale=0.5)     # many tokens close together
+    return [(peaked, 0.1), (flat, 0.1), (peaked, 0.5), (flat, 0.8), (torch.cat([peaked, flat]), 0.05),
+            (flat, 0.0), (peaked, 1.0)]
+
+
+def _check_min_p_filter(min_p_filter: Callable) -> str:
+    expect_callable(min_p_filter, "min_p_filter")
+    kept_counts: list[int] = []
+    for logits, min_p in _min_p_cases():
+        what = f"min_p_filter(logits {tuple(logits.shape)}, min_p={min_p})"
+        got = _call_filter(min_p_filter, logits, min_p, "min_p_filter", what)
+        kept = _kept_logits_are_unchanged(got, logits, what)
+        want = _reference_min_p_filter(logits, min_p) != NEG_INF
+        if torch.equal(kept, want):
+            kept_counts.append(int(kept[0].sum()))
+            continue
+        probs = torch.softmax(logits, dim=-1)
+        if torch.equal(kept, probs >= min_p):
+            raise Hint(f"{what}: you compared each probability with min_p itself. min-p scales the threshold by "
+                       "the row's most likely token: keep p ≥ min_p × max(p), so a confident row keeps few tokens "
+                       "and an unsure one many")
+        if torch.equal(kept, probs >= min_p * probs.max()):
+            raise Hint(f"{what}: the threshold must come from each row's own most likely token "
+                       "(max(dim=-1, keepdim=True)), not from the largest probability of the whole batch")
+        if torch.equal(kept, logits >= min_p * logits.max(dim=-1, keepdim=True).values):
+            raise Hint(f"{what}: you scaled the logits, not the probabilities. Take the softmax first; "
+                       "in logits the rule reads logit ≥ max logit + log(min_p)")
+        row = int((kept != want).any(dim=-1).nonzero()[0])
+        raise Hint(f"{what}: row {row} keeps {int(kept[row].sum())} tokens, expected {int(want[row].sum())}: "
+                   "keep the tokens whose probability is at least min_p times the row's largest probability")
+    return f"on the test rows min_p = 0.1 kept {kept_counts[0]} of 50 tokens where one was far ahead, " \
+           f"{kept_counts[1]} where they were close"
+
+
+exercise(
+    "06.12",
+    title="Min-p filtering",
+    reference=lambda: _reference_min_p_filter,
+    stub=lambda: _not_done,
+    wrong=[
+        lambda: lambda logits, m: logits.masked_fill(torch.softmax(logits, -1) < m, NEG_INF),          # absolute
+        lambda: lambda logits, m: logits.masked_fill(                                                  # batch max
+            torch.softmax(logits, -1) < m * torch.softmax(logits, -1).max(), NEG_INF),
+        lambda: lambda logits, m: logits.masked_fill(                                                  # logits scaled
+            logits < m * logits.max(dim=-1, keepdim=True).values, NEG_INF),
+        lambda: lambda logits, m: logits.masked_fill_(                                                 # in place
+            torch.softmax(logits, -1) < m * torch.softmax(logits, -1).max(-1, keepdim=True).values, NEG_INF),
+        lambda: lambda logits, m: torch.softmax(_reference_min_p_filter(logits, m), dim=-1),           # probabilities
+        lambda: lambda logits, m: logits.masked_fill(                                                  # kept the tail
+            torch.softmax(logits, -1) >= m * torch.softmax(logits, -1).max(-1, keepdim=True).values, NEG_INF),
+    ],
+)(_check_min_p_filter)
