@@ -23,7 +23,7 @@ IDS = [ex.id for ex in chapter_exercises("06a")]
 
 
 def test_notebook_has_exercises_06_1_to_06_3_and_only_those():
-    assert IDS == ["06.1", "06.2", "06.3"]
+    assert IDS == ["06.1", "06.2", "06.3", "06.13"]
 
 
 def test_first_code_cell_seeds():
@@ -118,3 +118,16 @@ def test_hints_name_the_mistake():
     assert "√d" in message
     message = check("06.3", lambda V, T, L, C: ch06a._reference_parameter_count(V, T, L, C) + V * C, show=False).message
     assert "tying" in message
+
+
+def test_sliding_window_reference_equals_pytorchs_attention_with_the_same_mask():
+    """06.13's reference = F.scaled_dot_product_attention with a banded causal mask; window ≥ T = causal."""
+    g = torch.Generator().manual_seed(0)
+    for T, window in ((10, 3), (10, 1), (7, 7), (5, 9)):
+        q, k, v = (torch.randn(T, 8, generator=g) for _ in range(3))
+        i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+        theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=(j <= i) & (j > i - window))
+        assert torch.allclose(ch06a._reference_sliding_window_attention(q, k, v, window), theirs, atol=1e-5)
+        if window >= T:
+            assert torch.allclose(ch06a._reference_sliding_window_attention(q, k, v, window),
+                                  ch06a._reference_causal_attention(q, k, v), atol=1e-6)

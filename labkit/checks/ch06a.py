@@ -14,6 +14,10 @@ The stub cells in ``chapters/06a_tokens_and_attention.ipynb``::
         raise NotImplementedError  # TODO: a formula (an int), without building a model
     check("06.3", gpt_parameter_count)
 
+    def sliding_window_attention(q, k, v, window):
+        raise NotImplementedError  # TODO: like causal_attention, but query i sees only keys i - window + 1 … i
+    check("06.13", sliding_window_attention)
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
@@ -371,3 +375,74 @@ exercise(
         lambda: lambda V, T, L, C: float(_reference_parameter_count(V, T, L, C)) + 0.5,     # not whole
     ],
 )(_check_parameter_count)
+
+
+# --------------------------------------------------------------------------- 06.13 sliding-window attention
+
+
+def _window_mask(T: int, window: int, *, extra: int = 0, future: bool = False) -> torch.Tensor:
+    """(T, T) True where key j is hidden from query i: outside i - window + 1 - extra ≤ j ≤ i
+    (with future=True the future is not hidden, a learner's mistake)."""
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    hidden = j <= i - window - extra
+    return hidden if future else hidden | (j > i)
+
+
+def _window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, **mistake: Any) -> torch.Tensor:
+    T, d = q.shape[-2], q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)                             # (T, T)
+    return F.softmax(scores.masked_fill(_window_mask(T, window, **mistake), float("-inf")), dim=-1) @ v
+
+
+def _reference_sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> torch.Tensor:
+    return _window_attention(q, k, v, window)
+
+
+def _check_sliding_window_attention(sliding_window_attention: Callable) -> str:
+    expect_callable(sliding_window_attention, "sliding_window_attention")
+    generator = torch.Generator().manual_seed(613)
+    for T, window in ((7, 3), (16, 4), (1, 1), (6, 1), (12, 12), (9, 20), (33, 8)):
+        q, k, v = (torch.randn(T, 8, generator=generator) * 2 for _ in range(3))
+        before = [t.clone() for t in (q, k, v)]
+        what = f"sliding_window_attention(q, k, v, window={window}) with T={T}"
+        got = expect_tensor(sliding_window_attention(q, k, v, window), what)
+        if not all(torch.equal(a, b) for a, b in zip((q, k, v), before)):
+            raise Hint(f"{what} changed q, k or v in place; compute new tensors instead")
+        same_shape(got, (T, 8), what)
+        expected = _reference_sliding_window_attention(q, k, v, window)
+        if torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
+            continue
+        mistakes = [
+            (_reference_causal_attention(q, k, v), "that is plain causal attention: the window changes nothing. "
+             f"Also hide the keys more than window - 1 positions back (j ≤ i - window), so each query sees at most "
+             f"{window} keys, itself included"),
+            (_window_attention(q, k, v, window, extra=1), f"each query sees {window + 1} keys: one too many. The "
+             "window counts the query itself: keys i - window + 1 … i"),
+            (_window_attention(q, k, v, window, extra=-1) if window > 1 else expected,
+             f"each query sees {window - 1} keys: one too few. The window counts the query itself: keys "
+             "i - window + 1 … i"),
+            (_window_attention(q, k, v, window, future=True), "the window hides the distant past but the future "
+             "is visible: keep the causal mask (j > i hidden) as well"),
+        ]
+        for variant, hint in mistakes:
+            if not torch.allclose(variant, expected, atol=1e-5) and torch.allclose(got, variant, atol=1e-5, rtol=1e-4):
+                raise Hint(f"{what}: {hint}")
+        return close(got, expected, atol=1e-5, what=what)
+    return "each query sees itself and the window - 1 keys before it"
+
+
+exercise(
+    "06.13",
+    title="Sliding-window causal attention",
+    reference=lambda: _reference_sliding_window_attention,
+    stub=lambda: _not_done,
+    wrong=[
+        lambda: lambda q, k, v, window: _reference_causal_attention(q, k, v),               # ignores the window
+        lambda: lambda q, k, v, window: _window_attention(q, k, v, window, extra=1),        # window + 1 keys
+        lambda: lambda q, k, v, window: _window_attention(q, k, v, window, extra=-1),       # window - 1 keys
+        lambda: lambda q, k, v, window: _window_attention(q, k, v, window, future=True),    # future visible
+        lambda: lambda q, k, v, window: F.softmax(                                          # mask after softmax
+            q @ k.T / math.sqrt(q.shape[-1]), dim=-1).masked_fill(_window_mask(len(q), window), 0.0) @ v,
+    ],
+)(_check_sliding_window_attention)
