@@ -40,7 +40,7 @@ def test_02_5_right_answer_passes():
 # --------------------------------------------------------------------------- predict, measure, explain
 
 
-PME = {"00.4": ch00.PLUS_ONE, "01.5": ch01.MOMENTUM_MEMORY, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
+PME = {"00.4": ch00.PLUS_ONE, "01.5": ch01.MOMENTUM_MEMORY, "02.6": ch02.SHAPE_TRAP, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
 
 
 @pytest.mark.parametrize("exercise_id", sorted(PME))
@@ -121,3 +121,11 @@ def test_01_5_counts_8_12_and_16_bytes_per_parameter_for_sgd_momentum_and_adam()
     plain = ch01.bytes_per_parameter(lambda params: torch.optim.SGD(params, lr=0.1))
     assert plain == 8 and ch01._momentum_bytes() == 12
     assert 16 <= ch01._adam_bytes() < 16.01
+
+
+def test_02_6_the_loss_is_0_with_matching_shapes_and_the_mean_over_all_pairs_with_mismatched_ones():
+    predictions, targets = ch02.perfect_predictions()
+    assert ((predictions[:, 0] - targets) ** 2).mean().item() == 0
+    pairs = ((predictions - targets.unsqueeze(0)) ** 2)
+    assert pairs.shape == (100, 100) and ch02._broadcast_loss() == pytest.approx(pairs.mean().item())
+    assert ch02._broadcast_loss() > 0.1  # for values spread over 0..1: the mean squared gap between two of them

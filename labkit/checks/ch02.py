@@ -20,6 +20,12 @@ The stub cells in ``chapters/02_concepts.ipynb``::
 
     hyperparameters = ...  # TODO: the set of CANDIDATES that you choose rather than learn
     check("02.5", hyperparameters)
+
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: the loss that the measurement cell printed
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("02.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, close, exercise, expect_callable, expect_tensor, same_shape
 
 
@@ -442,3 +449,69 @@ exercise(
         lambda: set(HYPERPARAMETERS) | {"dropout"},                      # not a candidate
     ],
 )(_check_hyperparameters)
+
+
+# --------------------------------------------------------------------------- 02.6 predict, measure, explain
+
+
+def perfect_predictions() -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions (100, 1), targets (100,)): a model's output column and its labels, equal value for value."""
+    targets = torch.linspace(0.0, 1.0, 100)
+    return targets.clone()[:, None], targets
+
+
+def _broadcast_loss() -> float:
+    predictions, targets = perfect_predictions()
+    return ((predictions - targets) ** 2).mean().item()
+
+
+def _loss_kind(loss: float) -> str:
+    return "a" if loss == 0 else "c"
+
+
+SHAPE_TRAP = PredictMeasureExplain(
+    predictions={
+        "a": "0: every prediction equals its target",
+        "b": "an error: the shapes (100, 1) and (100,) differ",
+        "c": "a number above 0",
+    },
+    explanations={
+        "a": "broadcasting lines the shapes up from the right: (100, 1) and (100,) fit and are stretched to "
+             "(100, 100), so every prediction is compared with every target, not only with its own",
+        "b": "float32 rounding: the predictions are not exactly equal to the targets",
+        "c": "PyTorch flattens both to (100,) and then rounds the differences",
+    },
+    measure=_broadcast_loss,
+    predicted=_loss_kind,
+    explained=lambda loss: "a" if loss > 0.01 else "none",
+    what="((predictions - targets) ** 2).mean() for the (100, 1) predictions and (100,) targets",
+    wrong_explanations={
+        "b": "the predictions are copies of the targets, bit for bit (targets.clone()): rounding makes nothing "
+             "differ here, and rounding errors are near 1e-7, not near 0.17. Print (predictions - targets).shape",
+        "c": "nothing is flattened: print (predictions - targets).shape and apply section 1's rule",
+    },
+    misreadings=(
+        (lambda value, true: value == 0, "0 is what the loss would be if the shapes matched; copy what the "
+                                         "measurement cell printed for the (100, 1) and (100,) tensors"),
+    ),
+)
+
+
+def _check_shape_trap(answer: Any) -> str:
+    return SHAPE_TRAP.check(answer)
+
+
+exercise(
+    "02.6",
+    title="Predict, measure, explain: a loss over mismatched shapes",
+    reference=SHAPE_TRAP.answer,
+    stub=SHAPE_TRAP.stub,
+    wrong=[
+        lambda: SHAPE_TRAP.answer(explanation="b"),
+        lambda: SHAPE_TRAP.answer(explanation="c"),
+        lambda: SHAPE_TRAP.answer(measured=0.0),                        # what one expects, not what is measured
+        lambda: SHAPE_TRAP.answer(measured=100 * 100),                  # the number of entries, not the loss
+        lambda: SHAPE_TRAP.answer(committed="a", prediction="c"),       # changed after measuring
+        lambda: SHAPE_TRAP.answer(committed=...),                       # measured before predicting
+    ],
+)(_check_shape_trap)
