@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.checks import ch00, ch01, ch02, ch03, ch04
+from labkit.checks import ch00, ch01, ch02, ch03, ch04, ch05
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -40,7 +40,14 @@ def test_02_5_right_answer_passes():
 # --------------------------------------------------------------------------- predict, measure, explain
 
 
-PME = {"00.4": ch00.PLUS_ONE, "01.5": ch01.MOMENTUM_MEMORY, "02.6": ch02.SHAPE_TRAP, "03.6": ch03.LOSS_SCALE, "04.6": ch04.FINITE_STEP}
+PME = {
+    "00.4": ch00.PLUS_ONE,
+    "01.5": ch01.MOMENTUM_MEMORY,
+    "02.6": ch02.SHAPE_TRAP,
+    "03.6": ch03.LOSS_SCALE,
+    "04.6": ch04.FINITE_STEP,
+    "05.6": ch05.CONV_WORK,
+}
 
 
 @pytest.mark.parametrize("exercise_id", sorted(PME))
@@ -129,3 +136,17 @@ def test_02_6_the_loss_is_0_with_matching_shapes_and_the_mean_over_all_pairs_wit
     pairs = ((predictions - targets.unsqueeze(0)) ** 2)
     assert pairs.shape == (100, 100) and ch02._broadcast_loss() == pytest.approx(pairs.mean().item())
     assert ch02._broadcast_loss() > 0.1  # for values spread over 0..1: the mean squared gap between two of them
+
+
+def test_05_6_the_convolution_does_a_fifth_of_the_work_with_a_two_thousandth_of_the_parameters():
+    """Counted by hooks: conv 26·26·32·9, dense 5408·128 and 128·10 multiply-adds for one image."""
+    counts = ch05.multiply_adds(ch05._articles_cnn())
+    assert counts == {"0": 26 * 26 * 32 * 9, "4": 5408 * 128, "6": 128 * 10}
+    assert 0.15 < ch05._conv_share() < 0.3 and ch05._conv_parameter_share() < 0.001
+
+
+def test_05_6_the_parameter_counts_the_chapter_states():
+    """The chapter's question quotes the convolution's 320 of 693,962 parameters (about 0.05 %)."""
+    model = ch05._articles_cnn()
+    assert sum(p.numel() for p in model[0].parameters()) == 320
+    assert sum(p.numel() for p in model.parameters()) == 693_962

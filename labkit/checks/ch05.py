@@ -22,6 +22,12 @@ The stub cells in ``chapters/05_practice_cnn.ipynb``::
         raise NotImplementedError  # TODO: return (precision, recall, f1)
     check("05.5", class_scores)
 
+    prediction = ...  # TODO: "a", "b" or "c", BEFORE running the measurement cell
+    committed = prediction  # (the measurement cell's first line)
+    measured = ...     # TODO: the convolution's share of the multiply-adds, as the measurement cell printed it
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("05.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, close, exercise, expect_callable, expect_number, expect_tensor, same_shape
 
 
@@ -504,3 +511,100 @@ exercise(
         lambda: _accuracy_for_all,
     ],
 )(_check_class_scores)
+
+
+# --------------------------------------------------------------------------- 05.6 predict, measure, explain
+
+
+def multiply_adds(model: nn.Module) -> dict[str, int]:
+    """Multiply-adds per layer for one (1, 1, 28, 28) image, counted by forward hooks on a real forward
+    pass: a Conv2d does in_channels·kh·kw per output number, a Linear in_features per output number.
+    The measurement of 05.6 (chapter 05's measurement cell writes the same hooks out)."""
+    counts: dict[str, int] = {}
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            if isinstance(module, nn.Conv2d):
+                per_output = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            else:
+                assert isinstance(module, nn.Linear)
+                per_output = module.in_features
+            counts[name] = output.numel() * per_output
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    for handle in handles:
+        handle.remove()
+    return counts
+
+
+def _conv_share() -> float:
+    with torch.random.fork_rng(devices=[]):  # the layers' random weights do not come from the notebook's stream
+        model = _articles_cnn()
+    counts = multiply_adds(model)
+    return counts["0"] / sum(counts.values())
+
+
+def _conv_parameter_share() -> float:
+    with torch.random.fork_rng(devices=[]):
+        model = _articles_cnn()
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return sum(p.numel() for p in conv.parameters()) / sum(p.numel() for p in model.parameters())
+
+
+def _share_kind(share: float) -> str:
+    return "a" if share < 0.005 else "b" if share < 0.08 else "c"
+
+
+CONV_WORK = PredictMeasureExplain(
+    predictions={
+        "a": "about 0.05 %, its share of the parameters",
+        "b": "a few per cent",
+        "c": "a fifth or more",
+    },
+    explanations={
+        "a": "each of the convolution's 288 weights is used at every one of the 26 × 26 output positions "
+             "(weight sharing), so it does 676 multiply-adds per weight; each weight of a dense layer is used "
+             "once per image",
+        "b": "ReLU and max-pooling, which belong to the convolution's block, do most of its work",
+        "c": "the convolution has more parameters than model.parameters() shows: its outputs count too",
+    },
+    measure=_conv_share,
+    predicted=_share_kind,
+    explained=lambda share: "a" if share > 100 * _conv_parameter_share() else "none",
+    what="the convolution's share of the multiply-adds for one image (a fraction, 0 … 1)",
+    wrong_explanations={
+        "b": "ReLU and max-pooling multiply nothing and have no weights; the hooks count only Conv2d and Linear. "
+             "Look at how often each convolution weight is used",
+        "c": "an output is not a parameter: it is computed anew for every image and nothing trains it. "
+             "Look at how often each convolution weight is used",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "that is a percentage; `measured` is the fraction (between 0 and 1)"),
+        (lambda value, true: math.isclose(value, _conv_parameter_share(), rel_tol=0.02),
+         "that is the convolution's share of the parameters; the question is its share of the multiply-adds"),
+    ),
+)
+
+
+def _check_conv_work(answer: Any) -> str:
+    return CONV_WORK.check(answer)
+
+
+exercise(
+    "05.6",
+    title="Predict, measure, explain: where a CNN's work is",
+    reference=CONV_WORK.answer,
+    stub=CONV_WORK.stub,
+    wrong=[
+        lambda: CONV_WORK.answer(explanation="b"),
+        lambda: CONV_WORK.answer(explanation="c"),
+        lambda: CONV_WORK.answer(measured=_conv_parameter_share()),     # the parameter share
+        lambda: CONV_WORK.answer(measured=100 * _conv_share()),         # a percentage
+        lambda: CONV_WORK.answer(committed="a", prediction="c"),        # changed after measuring
+        lambda: CONV_WORK.answer(committed=...),                        # measured before predicting
+    ],
+)(_check_conv_work)
