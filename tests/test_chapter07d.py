@@ -52,6 +52,7 @@ def test_result_assertions_keep_their_thresholds():
     assert 'assert gap < 0.03' in source
     assert 'assert best_share[-1] > 0.95' in source
     assert 'assert min(grpo_after) > before["all"] + 0.1' in source
+    assert 'assert min(acc for _, acc in dpo_seeds) > before["all"] + 0.05' in source
     assert 'hacking[0.0]["true"] < start_true - 0.2' in source
 
 
