@@ -33,6 +33,11 @@ __all__ = [
     "classification_report",
     "Report",
     "predict",
+    "roc_curve",
+    "auc",
+    "roc_auc",
+    "kfold_indices",
+    "accuracy_interval",
     "METRICS",
     "get_metric",
 ]
@@ -318,6 +323,129 @@ def classification_report(
         weighted=precision_recall_f1(t, p, num_classes, average="weighted"),
         digits=digits,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Scores, thresholds and resampling (chapter 12)
+# ---------------------------------------------------------------------------------------
+def _binary_scores(targets: Any, scores: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets (N,) as 0/1 int64 and scores (N,) as float64, checked."""
+    t = torch.as_tensor(targets)
+    s = torch.as_tensor(scores)
+    if t.ndim != 1 or s.ndim != 1:
+        raise ValueError(f"targets and scores must be 1-D (N,), got shapes {tuple(t.shape)} and {tuple(s.shape)}; "
+                         "for logits (N, 2) pass the positive class's column, e.g. logits[:, 1]")
+    if t.shape[0] != s.shape[0]:
+        raise ValueError(f"targets and scores must have the same length, got {t.shape[0]} and {s.shape[0]}")
+    values = set(torch.unique(t).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"targets must be 0 (negative) or 1 (positive), got the values {sorted(values)}")
+    if len(values) < 2:
+        raise ValueError(f"targets hold only the class {sorted(values)}: a ROC curve needs positives and negatives")
+    s = s.double()
+    if not torch.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinity: score every sample with a finite number")
+    return t.long(), s
+
+
+def roc_curve(targets: Any, scores: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ROC curve: (false-positive rates, true-positive rates, thresholds), each (K,) float64.
+
+    Sort the samples by score, highest first; lowering the threshold past each distinct score
+    turns those samples positive: the true-positive rate TP/P and the false-positive rate FP/N
+    are cumulative counts. The first point (0, 0) has threshold +inf (nothing positive).
+    `targets` (N,) 0/1; `scores` (N,) any real numbers, higher = more positive.
+    Equals ``sklearn.metrics.roc_curve(targets, scores, drop_intermediate=False)``.
+
+    Chapter 12 builds it by sorting scores by hand.
+    """
+    t, s = _binary_scores(targets, scores)
+    order = torch.argsort(s, descending=True, stable=True)
+    s, t = s[order], t[order]
+    last_of_each_score = torch.nonzero(torch.diff(s) != 0).flatten()      # ties move together
+    ends = torch.cat([last_of_each_score, torch.tensor([len(s) - 1])])
+    true_positives = torch.cumsum(t, 0)[ends].double()
+    false_positives = (ends + 1).double() - true_positives
+    tpr = torch.cat([torch.zeros(1, dtype=torch.float64), true_positives / true_positives[-1]])
+    fpr = torch.cat([torch.zeros(1, dtype=torch.float64), false_positives / false_positives[-1]])
+    thresholds = torch.cat([torch.tensor([float("inf")], dtype=torch.float64), s[ends]])
+    return fpr, tpr, thresholds
+
+
+def auc(x: Any, y: Any) -> float:
+    """Area under a curve through the points (x, y), by the trapezoid rule; x must be monotonic.
+
+    ``auc(*roc_curve(t, s)[:2])`` is the ROC AUC: the chance that a random positive scores
+    above a random negative (ties count half). Equals ``sklearn.metrics.auc``.
+
+    Chapter 12 uses it for the ROC curve.
+    """
+    xs, ys = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if xs.ndim != 1 or xs.shape != ys.shape or len(xs) < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2, got shapes {tuple(xs.shape)} and {tuple(ys.shape)}")
+    steps = torch.diff(xs)
+    if (steps < 0).any() and (steps > 0).any():
+        raise ValueError("x must be increasing or decreasing (sort the points by x first)")
+    area = torch.trapezoid(ys, xs).item()
+    return -area if (steps <= 0).all() else area
+
+
+def roc_auc(targets: Any, scores: Any) -> float:
+    """Area under the ROC curve of `scores` (N,) for 0/1 `targets` (N,); 0.5 is chance, 1 perfect.
+
+    Equals ``sklearn.metrics.roc_auc_score(targets, scores)``. Chapter 12 computes it by hand.
+    """
+    fpr, tpr, _ = roc_curve(targets, scores)
+    return auc(fpr, tpr)
+
+
+def kfold_indices(n: int, k: int, *, shuffle: bool = False, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """k-fold cross-validation splits of n samples: k pairs (train indices, validation indices).
+
+    The samples (shuffled first with `seed` if `shuffle`) are cut into k consecutive folds; the
+    first n % k folds hold one sample more. Each sample is validated exactly once. Without
+    shuffling the folds equal ``sklearn.model_selection.KFold(k).split(range(n))``.
+
+    Chapter 12 cross-validates a classifier with it.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise ValueError(f"k (the number of folds) must be a whole number >= 2, got {k!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < k:
+        raise ValueError(f"n (the number of samples) must be a whole number >= k = {k}, got {n!r}")
+    order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle
+             else torch.arange(n))
+    sizes = [n // k + (1 if fold < n % k else 0) for fold in range(k)]
+    splits, start = [], 0
+    for size in sizes:
+        val = order[start:start + size]
+        train = torch.cat([order[:start], order[start + size:]])
+        splits.append((train, val))
+        start += size
+    return splits
+
+
+def accuracy_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (low, high) for an accuracy of `correct` out of `total`.
+
+    The range of true accuracies that would make the observed count unsurprising at the given
+    `confidence`; unlike "p ± z·sqrt(p(1-p)/n)" it stays inside [0, 1] and is sound at 0 or n
+    correct. Equals ``scipy.stats.binomtest(correct, total).proportion_ci(confidence, "wilson")``.
+
+    Chapter 12 puts one around a test accuracy.
+    """
+    import statistics
+
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        raise ValueError(f"total must be a whole number >= 1, got {total!r}")
+    if not isinstance(correct, int) or isinstance(correct, bool) or not 0 <= correct <= total:
+        raise ValueError(f"correct must be a whole number from 0 to total = {total}, got {correct!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * (p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ---------------------------------------------------------------------------------------
