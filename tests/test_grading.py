@@ -25,14 +25,21 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit import grading, sandbox
-from labkit.exercises import MIME_TYPE
+from labkit.exercises import MIME_TYPE, chapter_exercises
 from labkit.grading import GradeTable, NotebookRun, StudentGrade, grade, verified_results
 from labkit.grading_kernel import sign
 
 REPO = Path(__file__).resolve().parent.parent
-HEADER = ["student", "00.1", "00.2", "00.3", "total", "percent", "status", "isolation", "notes"]
+IDS_00 = [ex.id for ex in chapter_exercises("00")]  # chapter 00's exercises: the columns of its grade table
+HEADER = ["student", *IDS_00, "total", "percent", "status", "isolation", "notes"]
 IMPORTS = "import torch\nfrom labkit.exercises import check"
 ONES = 'check("00.1", torch.ones(3, 4))'
+
+
+def _row(student: str, passed: set[str], status: str, isolation: str, notes: str = "") -> list[str]:
+    """The grades.csv row of a student who passed the exercises in `passed` (of chapter 00's)."""
+    return [student, *(str(int(ex in passed)) for ex in IDS_00), str(len(passed)),
+            f"{100 * len(passed) / len(IDS_00):.1f}", status, isolation, notes]
 COUNT = ('def count_parameters(model):\n'
          '    return sum(p.numel() for p in model.parameters() if p.requires_grad)\n'
          'check("00.2", count_parameters)')
@@ -141,7 +148,7 @@ def test_table_text_and_csv(tmp_path):
     ])
     path = table.to_csv(tmp_path / "out" / "g.csv")
     assert path.read_text(encoding="utf-8").splitlines() == [
-        ",".join(HEADER),
+        "student,00.1,00.2,00.3,total,percent,status,isolation,notes",
         "ann,1,1,0,2,66.7,timed out at cell 3,bwrap,x.ipynb: timed out at cell 3",
         "ben,0,0,0,0,0.0,graded,bwrap,",
     ]
@@ -175,11 +182,11 @@ def test_main_aggregates_a_students_notebooks(tmp_path, monkeypatch, capsys):
     assert grading.main(["grade", str(folder), "--timeout", "7", "--out", str(out), "--isolation", "none"]) == 0
     assert ran == ["00_setup.ipynb", "00_setup_retry.ipynb", "bob.ipynb", "carl.ipynb"]
     assert _rows(out) == [
-        ["student", "00.1", "00.2", "00.3", "total", "percent", "status", "isolation", "notes"],
-        ["alice", "1", "1", "0", "2", "66.7", "error at cell 2 (00_setup.ipynb)", "none",
-         "00_setup.ipynb: error at cell 2: stopped by ValueError: no"],
-        ["bob", "0", "0", "1", "1", "33.3", "graded", "none", ""],
-        ["carl", "0", "0", "0", "0", "0.0", "tampered", "none", "carl.ipynb: tampered: scores set to 0: cell 1: forged"],
+        HEADER,
+        _row("alice", {"00.1", "00.2"}, "error at cell 2 (00_setup.ipynb)", "none",
+             "00_setup.ipynb: error at cell 2: stopped by ValueError: no"),
+        _row("bob", {"00.3"}, "graded", "none"),
+        _row("carl", set(), "tampered", "none", "carl.ipynb: tampered: scores set to 0: cell 1: forged"),
     ]
     printed = capsys.readouterr().out
     assert printed.startswith("isolation: none: NO SANDBOX")
@@ -192,15 +199,15 @@ def test_a_rerun_resumes_and_regrade_grades_again(tmp_path, monkeypatch, capsys)
         _write(folder / name, new_code_cell('check("00.1", x)'))
     out = tmp_path / "grades.csv"
     # a grader stopped while writing ben's row: ann's row is whole, ben's is cut off
-    out.write_text(",".join(HEADER) + "\nann,1,0,0,1,33.3,graded,bwrap,\nben,1,0", encoding="utf-8")
+    out.write_text(",".join(HEADER) + "\n" + ",".join(_row("ann", {"00.1"}, "graded", "bwrap")) + "\nben,1,0",
+                   encoding="utf-8")
     ran: list[str] = []
     _fake_batch(monkeypatch, folder, {n: NotebookRun(Path(), {"00.2": True}) for n in ("ann.ipynb", "ben.ipynb", "cat.ipynb")}, ran)
     grade(folder, timeout=5, out_csv=out, isolation="none", verbose=True)
     assert ran == ["ben.ipynb", "cat.ipynb"]
     assert "ann: already in" in capsys.readouterr().out
-    assert [r[:7] for r in _rows(out)[1:]] == [["ann", "1", "0", "0", "1", "33.3", "graded"],
-                                                ["ben", "0", "1", "0", "1", "33.3", "graded"],
-                                                ["cat", "0", "1", "0", "1", "33.3", "graded"]]
+    assert _rows(out)[1:] == [_row("ann", {"00.1"}, "graded", "bwrap"), _row("ben", {"00.2"}, "graded", "none"),
+                              _row("cat", {"00.2"}, "graded", "none")]
     ran.clear()
     grade(folder, timeout=5, out_csv=out, isolation="none", regrade=["ann"])
     assert ran == ["ann.ipynb"] and [r[0] for r in _rows(out)[1:]] == ["ben", "cat", "ann"]
@@ -282,9 +289,8 @@ def test_grade_executes_notebooks_and_writes_exact_scores(tmp_path):
     level = STRONGEST.name
     assert _rows(out) == [
         HEADER,
-        ["alice", "1", "1", "1", "3", "100.0", "graded", level, ""],
-        ["bob", "0", "0", "0", "0", "0.0", "error at cell 4", level,
-         "bob.ipynb: error at cell 4: stopped by ZeroDivisionError: division by zero"],
+        _row("alice", {"00.1", "00.2", "00.3"}, "graded", level),
+        _row("bob", set(), "error at cell 4", level, "bob.ipynb: error at cell 4: stopped by ZeroDivisionError: division by zero"),
     ]
     assert [row.student for row in table.rows] == ["alice", "bob"]
     alice_run = nbformat.read(executed / "alice" / "00_setup.ipynb", as_version=4)
