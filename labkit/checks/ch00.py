@@ -277,21 +277,10 @@ PLUS_ONE = PredictMeasureExplain(
 )
 
 
-def _check_plus_one(answer: Any) -> str:
-    return PLUS_ONE.check(answer)
-
-
-exercise(
-    "00.4",
-    title="Predict, measure, explain: adding 1 in float32",
-    reference=PLUS_ONE.answer,
-    stub=PLUS_ONE.stub,
-    wrong=[
-        lambda: PLUS_ONE.answer(explanation="b"),
-        lambda: PLUS_ONE.answer(explanation="c"),
-        lambda: PLUS_ONE.answer(measured=1.0),                    # exact arithmetic, not the measurement
-        lambda: PLUS_ONE.answer(measured=BIG),                    # x + 1 itself
-        lambda: PLUS_ONE.answer(committed="a", prediction="b"),   # changed after measuring
-        lambda: PLUS_ONE.answer(committed=...),                   # measured before predicting
-    ],
-)(_check_plus_one)
+PLUS_ONE.register(
+    "00.4", "Predict, measure, explain: adding 1 in float32", module=__name__,
+    wrong_measurements=(
+        lambda: 1.0,  # exact arithmetic, not the measurement
+        lambda: BIG,  # x + 1 itself
+    ),
+)

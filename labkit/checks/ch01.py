@@ -380,21 +380,10 @@ MOMENTUM_MEMORY = PredictMeasureExplain(
 )
 
 
-def _check_momentum_memory(answer: Any) -> str:
-    return MOMENTUM_MEMORY.check(answer)
-
-
-exercise(
-    "01.5",
-    title="Predict, measure, explain: the memory of SGD with momentum",
-    reference=MOMENTUM_MEMORY.answer,
-    stub=MOMENTUM_MEMORY.stub,
-    wrong=[
-        lambda: MOMENTUM_MEMORY.answer(explanation="b"),
-        lambda: MOMENTUM_MEMORY.answer(explanation="c"),
-        lambda: MOMENTUM_MEMORY.answer(measured=_adam_bytes()),            # Adam's line
-        lambda: MOMENTUM_MEMORY.answer(measured=4.0),                      # the prediction a, not a measurement
-        lambda: MOMENTUM_MEMORY.answer(committed="c", prediction="b"),     # changed after measuring
-        lambda: MOMENTUM_MEMORY.answer(committed=...),                     # measured before predicting
-    ],
-)(_check_momentum_memory)
+MOMENTUM_MEMORY.register(
+    "01.5", "Predict, measure, explain: the memory of SGD with momentum", module=__name__,
+    wrong_measurements=(
+        lambda: _adam_bytes(),  # Adam's line
+        lambda: 4.0,  # the prediction a, not a measurement
+    ),
+)

@@ -497,21 +497,10 @@ SHAPE_TRAP = PredictMeasureExplain(
 )
 
 
-def _check_shape_trap(answer: Any) -> str:
-    return SHAPE_TRAP.check(answer)
-
-
-exercise(
-    "02.6",
-    title="Predict, measure, explain: a loss over mismatched shapes",
-    reference=SHAPE_TRAP.answer,
-    stub=SHAPE_TRAP.stub,
-    wrong=[
-        lambda: SHAPE_TRAP.answer(explanation="b"),
-        lambda: SHAPE_TRAP.answer(explanation="c"),
-        lambda: SHAPE_TRAP.answer(measured=0.0),                        # what one expects, not what is measured
-        lambda: SHAPE_TRAP.answer(measured=100 * 100),                  # the number of entries, not the loss
-        lambda: SHAPE_TRAP.answer(committed="a", prediction="c"),       # changed after measuring
-        lambda: SHAPE_TRAP.answer(committed=...),                       # measured before predicting
-    ],
-)(_check_shape_trap)
+SHAPE_TRAP.register(
+    "02.6", "Predict, measure, explain: a loss over mismatched shapes", module=__name__,
+    wrong_measurements=(
+        lambda: 0.0,  # what one expects, not what is measured
+        lambda: 100 * 100,  # the number of entries, not the loss
+    ),
+)

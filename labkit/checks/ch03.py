@@ -527,22 +527,13 @@ LOSS_SCALE = PredictMeasureExplain(
 )
 
 
-def _check_loss_scale(answer: Any) -> str:
-    return LOSS_SCALE.check(answer)
-
-
-exercise(
-    "03.6",
-    title="Predict, measure, explain: Adam and a scaled loss",
-    reference=LOSS_SCALE.answer,
-    stub=LOSS_SCALE.stub,
-    wrong=[
-        lambda: LOSS_SCALE.answer(explanation="b"),
-        lambda: LOSS_SCALE.answer(explanation="c"),
-        lambda: LOSS_SCALE.answer(measured=_sgd_ratio()),                  # SGD's ratio, not Adam's
-        lambda: LOSS_SCALE.answer(measured=100.0),                         # the ratio guessed, not measured
-        lambda: LOSS_SCALE.answer(committed="a", prediction="b"),          # prediction changed after measuring
-        lambda: LOSS_SCALE.answer(committed=...),                          # measured before predicting
+LOSS_SCALE.register(
+    "03.6", "Predict, measure, explain: Adam and a scaled loss", module=__name__,
+    wrong_measurements=(
+        lambda: _sgd_ratio(),  # SGD's ratio, not Adam's
+        lambda: 100.0,  # the ratio guessed, not measured
+    ),
+    more_wrong=(
         lambda: LOSS_SCALE.answer(committed="B", prediction="B"),          # not an option
-    ],
-)(_check_loss_scale)
+    ),
+)

@@ -506,21 +506,10 @@ FINITE_STEP = PredictMeasureExplain(
 )
 
 
-def _check_finite_step(answer: Any) -> str:
-    return FINITE_STEP.check(answer)
-
-
-exercise(
-    "04.6",
-    title="Predict, measure, explain: the step of a numerical gradient",
-    reference=FINITE_STEP.answer,
-    stub=FINITE_STEP.stub,
-    wrong=[
-        lambda: FINITE_STEP.answer(explanation="a"),
-        lambda: FINITE_STEP.answer(explanation="c"),
-        lambda: FINITE_STEP.answer(measured=1e-7),                              # the smallest h, not measured
-        lambda: FINITE_STEP.answer(measured=_smallest_error()),                 # the error, not the step
-        lambda: FINITE_STEP.answer(committed="c", prediction="b"),              # changed after measuring
-        lambda: FINITE_STEP.answer(committed=...),                              # measured before predicting
-    ],
-)(_check_finite_step)
+FINITE_STEP.register(
+    "04.6", "Predict, measure, explain: the step of a numerical gradient", module=__name__,
+    wrong_measurements=(
+        lambda: 1e-7,  # the smallest h, not measured
+        lambda: _smallest_error(),  # the error, not the step
+    ),
+)

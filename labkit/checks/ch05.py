@@ -590,21 +590,10 @@ CONV_WORK = PredictMeasureExplain(
 )
 
 
-def _check_conv_work(answer: Any) -> str:
-    return CONV_WORK.check(answer)
-
-
-exercise(
-    "05.6",
-    title="Predict, measure, explain: where a CNN's work is",
-    reference=CONV_WORK.answer,
-    stub=CONV_WORK.stub,
-    wrong=[
-        lambda: CONV_WORK.answer(explanation="b"),
-        lambda: CONV_WORK.answer(explanation="c"),
-        lambda: CONV_WORK.answer(measured=_conv_parameter_share()),     # the parameter share
-        lambda: CONV_WORK.answer(measured=100 * _conv_share()),         # a percentage
-        lambda: CONV_WORK.answer(committed="a", prediction="c"),        # changed after measuring
-        lambda: CONV_WORK.answer(committed=...),                        # measured before predicting
-    ],
-)(_check_conv_work)
+CONV_WORK.register(
+    "05.6", "Predict, measure, explain: where a CNN's work is", module=__name__,
+    wrong_measurements=(
+        lambda: _conv_parameter_share(),  # the parameter share
+        lambda: 100 * _conv_share(),  # a percentage
+    ),
+)

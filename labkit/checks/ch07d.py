@@ -201,21 +201,10 @@ LEASH = PredictMeasureExplain(
 )
 
 
-def _check_leash(answer: Any) -> str:
-    return LEASH.check(answer)
-
-
-exercise(
-    "07.11",
-    title="Predict, measure, explain: loosening the leash",
-    reference=LEASH.answer,
-    stub=LEASH.stub,
-    wrong=[
-        lambda: LEASH.answer(explanation="b"),
-        lambda: LEASH.answer(explanation="c"),
-        lambda: LEASH.answer(measured=true_reward_of_optimum(1.0)),            # β = 1's row
-        lambda: LEASH.answer(measured=float((align.bandit_optimum(REFERENCE, PROXY, 0.1) * PROXY).sum())),  # proxy
-        lambda: LEASH.answer(committed="a", prediction="b"),                    # changed after measuring
-        lambda: LEASH.answer(committed=...),                                    # measured before predicting
-    ],
-)(_check_leash)
+LEASH.register(
+    "07.11", "Predict, measure, explain: loosening the leash", module=__name__,
+    wrong_measurements=(
+        lambda: true_reward_of_optimum(1.0),  # β = 1's row
+        lambda: float((align.bandit_optimum(REFERENCE, PROXY, 0.1) * PROXY).sum()),  # proxy
+    ),
+)

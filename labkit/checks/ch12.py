@@ -94,24 +94,13 @@ TEST_ONCE = PredictMeasureExplain(
 )
 
 
-def _check_test_once(answer: Any) -> str:
-    return TEST_ONCE.check(answer)
-
-
-exercise(
-    "12.1",
-    title="Predict, measure, explain: the best of 50 coin flips on a test set",
-    reference=TEST_ONCE.answer,
-    stub=TEST_ONCE.stub,
-    wrong=[
-        lambda: TEST_ONCE.answer(explanation="b"),
-        lambda: TEST_ONCE.answer(explanation="c"),
-        lambda: TEST_ONCE.answer(measured=best_guesser_accuracies()[0]),   # the test score, not the fresh one
-        lambda: TEST_ONCE.answer(measured=100 * _fresh_accuracy()),         # a percentage
-        lambda: TEST_ONCE.answer(committed="a", prediction="b"),            # changed after measuring
-        lambda: TEST_ONCE.answer(committed=...),                            # measured before predicting
-    ],
-)(_check_test_once)
+TEST_ONCE.register(
+    "12.1", "Predict, measure, explain: the best of 50 coin flips on a test set", module=__name__,
+    wrong_measurements=(
+        lambda: best_guesser_accuracies()[0],  # the test score, not the fresh one
+        lambda: 100 * _fresh_accuracy(),  # a percentage
+    ),
+)
 
 
 # --------------------------------------------------------------------------- 12.2 AUC by pairs

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.exercises import Hint, expect_number
+from labkit.exercises import Hint, exercise, expect_number
 
 KEYS = ("committed", "prediction", "measured", "explanation")
 
@@ -67,6 +67,30 @@ class PredictMeasureExplain:
                                       explanation=self.explained(value))
         answer.update(changes)
         return answer
+
+    def register(self, exercise_id: str, title: str, *, module: str,
+                 wrong_measurements: tuple[Callable[[], float], ...] = (),
+                 more_wrong: tuple[Callable[[], Any], ...] = ()) -> None:
+        """Register the exercise for the check module `module` (pass `__name__`: a split chapter's notebook
+        finds its exercises by the module of their check). Its wrong answers, which the tests prove the
+        check rejects: each wrong explanation, a prediction changed after the measurement, a measurement
+        run before the prediction, each value of `wrong_measurements` (a plausible misreading) as
+        `measured`, and `more_wrong`."""
+        value = self.measure()
+        wrong_explanations = [option for option in sorted(self.explanations) if option != self.explained(value)]
+        other = next(option for option in sorted(self.predictions) if option != self.predicted(value))
+        wrong: list[Callable[[], Any]] = [
+            *(lambda option=option: self.answer(explanation=option) for option in wrong_explanations),
+            *(lambda make=make: self.answer(measured=make()) for make in wrong_measurements),
+            lambda: self.answer(committed=self.predicted(self.measure()), prediction=other),  # changed after measuring
+            lambda: self.answer(committed=...),                                                 # measured before predicting
+            *more_wrong,
+        ]
+        def check(answer: Any) -> str:
+            return self.check(answer)
+
+        check.__module__, check.__qualname__ = module, f"check_{exercise_id.replace('.', '_')}"
+        exercise(exercise_id, title=title, reference=self.answer, stub=self.stub, wrong=wrong)(check)
 
     def stub(self) -> dict[str, Any]:
         """What the untouched stubs give: the measurement cell copied the unset prediction."""
