@@ -55,10 +55,15 @@ def run_widget_slice(path: Path, *, with_widget: bool = True) -> dict:
     return the namespace: a chapter test then calls the widget's drawing function at the sliders'
     ends. Figures go to matplotlib's Agg backend; `with_widget=False` stops before the widget cell."""
     import matplotlib
+    import torch
 
     matplotlib.use("Agg")
     notebook, index = widget_slice(path)
     namespace: dict = {}
-    for i, cell in enumerate(notebook["cells"][: index + 1 if with_widget else index]):
-        exec(compile("".join(cell["source"]), f"<{path.stem} slice cell {i}>", "exec"), namespace)
+    threads = torch.get_num_threads()  # a notebook may set its own number of threads: the tests keep theirs
+    try:
+        for i, cell in enumerate(notebook["cells"][: index + 1 if with_widget else index]):
+            exec(compile("".join(cell["source"]), f"<{path.stem} slice cell {i}>", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
     return namespace

@@ -13,7 +13,7 @@ import torch
 from labkit.align import bandit_optimum, group_advantages
 from labkit.checks import ch07d
 from labkit.exercises import chapter_exercises
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "07d_preference_and_rl"
@@ -36,12 +36,7 @@ def test_no_compared_cell_prints_a_time():
 
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget's drawing at the ends."""
-    import matplotlib
-    matplotlib.use("Agg")
-    cells = [c for c in _cells(CHAPTER) if "browser-setup" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    for cell in cells:
-        exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
+    namespace = run_widget_slice(CHAPTER, with_widget=False)
     for beta in (0.01, 10.0):                                  # the slider's ends
         namespace["show_leash"](beta)
     namespace["plt"].close("all")

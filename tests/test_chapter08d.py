@@ -18,7 +18,7 @@ from labkit import moe
 from labkit.checks import ch08d
 from labkit.exercises import chapter_exercises
 from labkit.gpt import GPT, GPTConfig
-from notebook_cells import cells as _cells, code_cells as _code_cells
+from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "08d_distillation_and_experts"
@@ -40,20 +40,11 @@ def test_timing_and_widget_cells_are_marked_for_nbval():
 
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget's drawing at the slider's ends."""
-    import matplotlib
-    matplotlib.use("Agg")
-    cells = [c for c in _cells(CHAPTER) if "browser-setup" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    threads = torch.get_num_threads()                               # the notebook sets one thread: restore it
-    try:
-        for cell in cells:
-            exec(compile("".join(cell["source"]), f"<{NAME} cell>", "exec"), namespace)
-        for temperature in (0.25, 8.0):
-            fig, ax = namespace["plt"].subplots()
-            namespace["draw_soft_targets"](ax, temperature)
-        namespace["plt"].close("all")
-    finally:
-        torch.set_num_threads(threads)
+    namespace = run_widget_slice(CHAPTER, with_widget=False)   # the notebook's one thread is undone after it
+    for temperature in (0.25, 8.0):
+        fig, ax = namespace["plt"].subplots()
+        namespace["draw_soft_targets"](ax, temperature)
+    namespace["plt"].close("all")
 
 
 def test_result_assertions_keep_their_thresholds():
