@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +184,13 @@ CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="
     if tagged_cell_index(path) is not None
 ]
 
+# Seconds to wait for a widget's redraw before moving its slider once more. The slowest widget
+# (07b's LoRA rank, which trains) redraws in about 1.5 minutes on a busy 2-core machine. In CI on
+# 2026-12-03 chapter 01's widget never redrew after a move while its kernel sat idle: the update was
+# lost (ipykernel 7 has known hangs of this kind: microsoft/vscode-jupyter#17228). Pinning ipykernel
+# below 7 is the candidate root fix, not yet tried against the grader's kernel.
+REPRESS_S = 240
+
 # The figure of the tagged cell: its first image's src (a data: URL that changes on every redraw).
 _IMAGE_SRC_JS = "(cell) => cell.querySelector('.jp-OutputArea-output img')?.getAttribute('src') || ''"
 
@@ -210,10 +218,19 @@ def run_slice_and_move_slider(page, lab, path: str, artifacts: Path, timeout_s: 
     src_before = cell.evaluate(_IMAGE_SRC_JS)
     page.screenshot(path=artifacts / f"{Path(name).stem}-before.png")
     readout = move_slider_right(page, slider)
-    page.wait_for_function(
-        f"([cell, old]) => {{ const src = ({_IMAGE_SRC_JS})(cell); return src !== '' && src !== old; }}",
-        arg=[cell.element_handle(), src_before], timeout=timeout_s * 1000, polling=200,
-    )
+    redrawn = f"([cell, old]) => {{ const src = ({_IMAGE_SRC_JS})(cell); return src !== '' && src !== old; }}"
+    try:
+        page.wait_for_function(redrawn, arg=[cell.element_handle(), src_before], timeout=REPRESS_S * 1000, polling=200)
+    except Exception as error:  # playwright's TimeoutError (playwright is imported only where installed)
+        if type(error).__name__ != "TimeoutError":
+            raise
+        # A slider's update can be lost on its way to the kernel: here the kernel sat idle (epoll_wait)
+        # for 15 minutes after a move (ipykernel 7.4; a known ipykernel 7 hang, see the note at
+        # REPRESS_S). A learner moves the slider again; so does the test, once, and says so.
+        warnings.warn(f"{path}: no redraw {REPRESS_S} s after the slider moved; moved it again", stacklevel=1)
+        readout = move_slider_right(page, slider)
+        page.wait_for_function(redrawn, arg=[cell.element_handle(), src_before],
+                               timeout=max(1.0, timeout_s - REPRESS_S) * 1000, polling=200)
     cell.screenshot(path=artifacts / f"{Path(name).stem}-after.png")
     return {"run_all": run_all, "readout": readout, "status": "figure redrawn"}
 
