@@ -174,7 +174,6 @@ def train_instruct(name: str, *, out_dir: Path = OUT_DIR, command: str = "") -> 
     recipe = INSTRUCT_RECIPES[name]
     device = get_device()
     model, tokenizer, base_meta = load_pretrained(recipe["base"], device)
-    torch.manual_seed(0)
     history = train_instructions(model, data.load_instructions("train"), data.load_instructions("val"), tokenizer,
                                  **recipe["train"], progress=False)
     for step, loss, val in zip(history["step"], history["train_loss"], history["val_loss"]):

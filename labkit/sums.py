@@ -3,8 +3,9 @@
 Standard library only: ``datasets/build.py`` (which writes the file) imports it as well as
 `labkit.data` (which checks every dataset against it before loading), without pulling in torch.
 
-    >>> read_sums(Path("datasets/SHA256SUMS"))[0]["MNIST/train-images.npy"][:8]   # doctest: +SKIP
-    '3c2b6c4e'
+    >>> sums, malformed = read_sums(Path("datasets/SHA256SUMS"))   # run from the repository's root
+    >>> sums["FashionMNIST/raw/t10k-images-idx3-ubyte"][:8], malformed
+    ('5b4141f0', [])
 """
 from __future__ import annotations
 

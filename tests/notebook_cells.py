@@ -30,6 +30,13 @@ def stand_in(cell: dict) -> str | None:
     return cell.get("metadata", {}).get("labkit", {}).get(STAND_IN)
 
 
+def tagged_cell_index(path: Path) -> int | None:
+    """The index (among all cells) of the notebook's cell tagged "browser-test", or None."""
+    found = [i for i, cell in enumerate(cells(path)) if BROWSER_TEST in cell.get("metadata", {}).get("tags", [])]
+    assert len(found) <= 1, f"{path.name}: tag exactly one cell {BROWSER_TEST!r}, found {len(found)}"
+    return found[0] if found else None
+
+
 def widget_slice(path: Path) -> tuple[dict, int]:
     """The notebook the browser test runs for `path`'s widget, and the widget cell's index in it.
 
@@ -37,9 +44,8 @@ def widget_slice(path: Path) -> tuple[dict, int]:
     the widget cell; without such tags, every code cell up to the widget. Outputs are cleared, as
     a learner's Run All would."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
-    tagged = [i for i, cell in enumerate(notebook["cells"]) if BROWSER_TEST in cell.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, f"{path.name}: tag exactly one cell {BROWSER_TEST!r}, found {len(tagged)}"
-    index = tagged[0]
+    index = tagged_cell_index(path)
+    assert index is not None, f"{path.name} has no cell tagged {BROWSER_TEST!r}"
     before = [cell for cell in notebook["cells"][:index] if cell["cell_type"] == "code"]
     setup = [cell for cell in before if BROWSER_SETUP in cell.get("metadata", {}).get("tags", [])]
     cells = [*(setup or before), notebook["cells"][index]]

@@ -23,8 +23,6 @@ from notebook_cells import code_cells as _code_cells, run_widget_slice
 REPO = Path(__file__).resolve().parent.parent
 NAME = "08d_distillation_and_experts"
 CHAPTER = REPO / "chapters" / f"{NAME}.ipynb"
-if not CHAPTER.exists():                                            # still a draft
-    CHAPTER = REPO / "drafts" / f"{NAME}.ipynb"
 IDS = [ex.id for ex in chapter_exercises("08d")]
 
 

@@ -9,7 +9,6 @@ The chapters' widgets (a panel among them) are tested further down, each from th
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from notebook_cells import BROWSER_TEST, widget_slice
+from notebook_cells import tagged_cell_index, widget_slice
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,14 +167,6 @@ def test_notebook_panel_in_jupyterlab(page, lab, artifacts, case: NotebookCase):
 # instead (slider, Train, curve, results row). nbval runs every chapter top to bottom already:
 # here only what happens in the browser is new. The slice (tests/notebook_cells.py: widget_slice) is
 # the cells tagged "browser-setup", a long training run among them replaced by its stand-in.
-
-
-def tagged_cell_index(path: Path) -> int | None:
-    """The index (among all cells) of the notebook's cell tagged "browser-test", or None."""
-    cells = json.loads(path.read_text())["cells"]
-    found = [i for i, cell in enumerate(cells) if BROWSER_TEST in cell.get("metadata", {}).get("tags", [])]
-    assert len(found) <= 1, f"{path.name}: tag exactly one cell {BROWSER_TEST!r}, found {len(found)}"
-    return found[0] if found else None
 
 
 CHAPTER_WIDGETS = [pytest.param("tests/browser/fixtures/slider_demo.ipynb", id="slider_demo")] + [
