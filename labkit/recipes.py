@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m labkit train") ->
             parser.error(f"{flag} must be at least 1, got {value}")
     command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
     for name in args.names:
-        train(name, export_only=args.export, steps=args.steps, batch_size=args.batch_size,
-              eval_batches=args.eval_batches, run_dir=args.run_dir, out_dir=args.out, command=command)
+        try:
+            train(name, export_only=args.export, steps=args.steps, batch_size=args.batch_size,
+                  eval_batches=args.eval_batches, run_dir=args.run_dir, out_dir=args.out, command=command)
+        except ValueError as error:  # a setting that does not fit the recipe: say so, without a traceback
+            parser.error(str(error))
     return 0
