@@ -80,7 +80,6 @@ if TYPE_CHECKING:
         lm_loss as lm_loss,
         train_lm as train_lm,
     )
-    from .machine import doctor as doctor
     from .memory import (
         activation_bytes as activation_bytes,
         count_saved_tensors as count_saved_tensors,
@@ -99,6 +98,7 @@ if TYPE_CHECKING:
         show_images as show_images,
         show_mistakes as show_mistakes,
     )
+    from .readiness import doctor as doctor
     from .rnn import CharRNN as CharRNN, LSTMLayer as LSTMLayer, RNNLayer as RNNLayer
     from .seed import seed_everything as seed_everything
     from .smollm2 import SmolLM2Tokenizer as SmolLM2Tokenizer, chat as chat, load_smollm2 as load_smollm2
@@ -113,7 +113,7 @@ if TYPE_CHECKING:
 
 PUBLIC: dict[str, str] = {
     # the machine
-    "doctor": "machine", "get_device": "device", "seed_everything": "seed",
+    "doctor": "readiness", "get_device": "device", "seed_everything": "seed",
     # data
     "load_images": "data", "torchvision_dataset": "data", "class_names": "data", "load_table": "data",
     # training

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(rest)
     if args.command == "doctor":
-        from .machine import doctor as run_doctor
+        from .readiness import doctor as run_doctor
 
         report = run_doctor(benchmark=not args.no_benchmark)
         print(report)
