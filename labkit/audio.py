@@ -65,6 +65,7 @@ def stft(signal: torch.Tensor, n_fft: int = 256, hop_length: int = 128,
     as ``torch.hann_window``), then the FFT of each frame, keeping the F = n_fft // 2 + 1 bins of
     non-negative frequency. (..., T) -> complex (..., F, M), the layout and values of
     ``torch.stft(signal, n_fft, hop_length, window=window, center=True, return_complex=True)``."""
+    _check_stft_args(signal, n_fft, hop_length)
     if window is None:
         window = torch.hann_window(n_fft, dtype=signal.dtype)
     if window.shape != (n_fft,):

@@ -146,6 +146,7 @@ class TwoTower(nn.Module):
     def __init__(self, n_users: int, n_items: int, tags: torch.Tensor, dim: int = 8, hidden: int = 32,
                  mean: float = 3.0) -> None:
         super().__init__()
+        self.tags: torch.Tensor
         self.register_buffer("tags", tags.float())                                  # (I, T)
         self.mean = nn.Parameter(torch.tensor(float(mean)))
         self.user_bias = nn.Parameter(torch.zeros(n_users))
