@@ -105,7 +105,7 @@ def _retrieval_case(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = _generator(seed)
     labels = torch.randint(0, 4, (120,), generator=g)
     directions = torch.randn(4, 6, generator=g)
-    vectors = directions[labels] + 0.6 * torch.randn(120, 6, generator=g)
+    vectors = directions[labels] + 1.0 * torch.randn(120, 6, generator=g)
     return vectors * (0.2 + 5 * torch.rand(120, 1, generator=g)), labels
 
 
