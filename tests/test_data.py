@@ -95,6 +95,18 @@ def test_verification_is_cached_until_the_file_changes(copied_mnist, monkeypatch
 # --------------------------------------------------------------------------- loading
 
 
+def test_load_spoken_digits_shapes_split_by_voice_and_balanced():
+    (x_train, y_train, info_train), (x_test, y_test, info_test) = (data.load_spoken_digits(s) for s in ("train", "test"))
+    assert x_train.shape == (700, 6000) and x_test.shape == (140, 6000) and x_train.dtype == torch.float32
+    assert float(x_train.abs().max()) <= 1.0 and float(x_train.std()) > 0.01
+    assert set(info_test["variant"]) == {"m7", "f4"} and not set(info_train["variant"]) & {"m7", "f4"}
+    assert torch.equal(torch.bincount(y_test, minlength=10), torch.full((10,), 14))
+    assert torch.equal(torch.bincount(y_train, minlength=10), torch.full((10,), 70))
+    assert set(info_train["language"]) == {"en", "zh"} and len(info_test["snr_db"]) == 140
+    with pytest.raises(ValueError, match="val"):
+        data.load_spoken_digits("val")
+
+
 @pytest.mark.parametrize("name, split", list(SIZES))
 def test_load_images_shapes_dtypes_and_labels(name, split):
     images, labels = data.load_images(name, split)
