@@ -9,6 +9,8 @@ exercise of the chapter:
 
 A notebook uses as many of its ids as it has exercises, from the first.
 """
-from labkit.checks import ch09c  # noqa: F401
-from labkit.checks import ch09a  # noqa: F401  (importing registers the exercises)
-from labkit.checks import ch09b  # noqa: F401  (importing registers the exercises)
+from labkit.checks import (
+    ch09a,  # noqa: F401  (importing registers the exercises)
+    ch09b,  # noqa: F401
+    ch09c,  # noqa: F401
+)
