@@ -237,14 +237,14 @@ class Llama(nn.Module):
         their positions continue after the ``len(cache)`` tokens already seen."""
         return self.lm_head(self.hidden_states(idx, cache))
 
-    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Token ids (B, T) → the final hidden states (B, T, C), after the last norm."""
+    def _check_ids(self, idx: torch.Tensor, start: int = 0) -> None:
+        """Clear errors for token ids (B, T) that this model cannot read after ``start`` cached tokens."""
         if idx.dim() != 2 or idx.is_floating_point():
             raise ValueError(
                 f"idx must hold integer token ids of shape (B, T), got {idx.dtype} of shape {tuple(idx.shape)}: "
                 "one sequence of shape (T,) becomes a batch of one with idx[None]"
             )
-        start, T = (len(cache) if cache is not None else 0), idx.shape[1]
+        T = idx.shape[1]
         if start + T > self.config.block_size:
             raise ValueError(
                 f"a sequence of {start + T} tokens is longer than this model's block_size {self.config.block_size}: "
@@ -255,10 +255,51 @@ class Llama(nn.Module):
                 f"token ids must be in 0 … {self.config.vocab_size - 1}, got ids from {int(idx.min())} to "
                 f"{int(idx.max())}: were they made by another tokenizer?"
             )
+
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids (B, T) → the final hidden states (B, T, C), after the last norm."""
+        start = len(cache) if cache is not None else 0
+        self._check_ids(idx, start)
         x = self.embed(idx)  # (B, T, C): no position embedding is added
-        cos, sin = self.rotary(start, T, x.dtype)  # (T, D) each
+        cos, sin = self.rotary(start, idx.shape[1], x.dtype)  # (T, D) each
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache.layers[i] if cache is not None else None)
+        return self.norm(x)
+
+    def _check_block(self, block: int) -> None:
+        if not 0 <= block <= self.config.n_layer:
+            raise ValueError(
+                f"block must be in 0 … {self.config.n_layer} (this model has {self.config.n_layer} blocks), "
+                f"got {block}: block k means 'the input of blocks[k]', and {self.config.n_layer} the output of the last"
+            )
+
+    def hidden_states_entering(self, idx: torch.Tensor, block: int) -> torch.Tensor:
+        """Token ids (B, T) → the hidden states (B, T, C) that enter ``blocks[block]`` (no cache).
+
+        ``block`` 0 gives the token embeddings; ``n_layer`` the last block's output before the final
+        norm. Cache them once and ``hidden_states_from`` runs only the top blocks: chapter 07e
+        fine-tunes SmolLM2's top blocks this way.
+        """
+        self._check_block(block)
+        self._check_ids(idx)
+        x = self.embed(idx)  # (B, T, C)
+        cos, sin = self.rotary(0, idx.shape[1], x.dtype)  # (T, D) each
+        for layer in self.blocks[:block]:
+            x = layer(x, cos, sin)
+        return x
+
+    def hidden_states_from(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """Hidden states (B, T, C) entering ``blocks[block]`` → the final hidden states (B, T, C), after
+        the last norm: ``hidden_states_from(hidden_states_entering(idx, k), k)`` equals ``hidden_states(idx)``."""
+        self._check_block(block)
+        if x.dim() != 3 or x.shape[-1] != self.config.n_embd:
+            raise ValueError(
+                f"x must be hidden states of shape (B, T, {self.config.n_embd}), got shape {tuple(x.shape)}: "
+                "make them with hidden_states_entering(idx, block)"
+            )
+        cos, sin = self.rotary(0, x.shape[1], x.dtype)
+        for layer in self.blocks[block:]:
+            x = layer(x, cos, sin)
         return self.norm(x)
 
     def num_parameters(self) -> int:

@@ -1,0 +1,57 @@
+"""Chapter 07e: SmolLM2's top blocks run from cached hidden states, and the checks 07.12-07.14."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkit.llama import Llama, LlamaConfig
+
+TINY = LlamaConfig(vocab_size=97, block_size=64, n_layer=5, n_embd=48, n_head=6, n_kv_head=2, n_hidden=96)
+
+
+def _tiny() -> Llama:
+    torch.manual_seed(0)
+    return Llama(TINY).eval()
+
+
+@pytest.mark.parametrize("block", [0, 1, 3, 5])
+def test_top_blocks_from_cached_states_equal_the_full_forward(block: int) -> None:
+    model = _tiny()
+    idx = torch.randint(0, TINY.vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        cached = model.hidden_states_entering(idx, block)
+        assert cached.shape == (3, 17, TINY.n_embd)
+        assert torch.allclose(model.hidden_states_from(cached, block), model.hidden_states(idx), atol=1e-6)
+
+
+def test_states_entering_block_zero_are_the_embeddings_and_the_last_are_before_the_norm() -> None:
+    model = _tiny()
+    idx = torch.randint(0, TINY.vocab_size, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(model.hidden_states_entering(idx, 0), model.embed(idx))
+        last = model.hidden_states_entering(idx, TINY.n_layer)
+        assert torch.allclose(model.norm(last), model.hidden_states(idx), atol=1e-6)
+        assert not torch.allclose(model.hidden_states_entering(idx, 2), model.hidden_states_entering(idx, 3))
+
+
+def test_gradients_reach_only_the_top_blocks() -> None:
+    model = _tiny()
+    idx = torch.randint(0, TINY.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        cached = model.hidden_states_entering(idx, 3)
+    model.hidden_states_from(cached, 3).sum().backward()
+    assert all(p.grad is None for p in model.blocks[:3].parameters())
+    assert all(p.grad is not None for p in model.blocks[3:].parameters())
+
+
+def test_bad_block_and_bad_states_get_clear_errors() -> None:
+    model = _tiny()
+    idx = torch.zeros(1, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"block must be in 0 … 5.*got 6"):
+        model.hidden_states_entering(idx, 6)
+    with pytest.raises(ValueError, match=r"block must be in 0 … 5.*got -1"):
+        model.hidden_states_from(torch.zeros(1, 4, TINY.n_embd), -1)
+    with pytest.raises(ValueError, match=r"shape \(B, T, 48\).*\(1, 4\)"):
+        model.hidden_states_from(torch.zeros(1, 4), 2)
+    with pytest.raises(ValueError, match="integer token ids"):
+        model.hidden_states_entering(torch.zeros(1, 4), 2)
