@@ -53,6 +53,7 @@ def test_10_4_and_10_2_hints_name_the_mistake():
     assert "not 1/distance" in weighted.message
 
 
+@pytest.mark.slow  # counts the English co-occurrences (a few seconds)
 def test_the_widget_slice_runs_on_its_own():
     """What the browser test runs: the cells tagged browser-setup, then the widget's drawing at the sliders' ends."""
     namespace = run_widget_slice(CHAPTER)  # the widget cell defines show_weighting and draws it once

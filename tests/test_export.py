@@ -31,6 +31,7 @@ def _tiny(bias: bool = True, seed: int = 0) -> GPT:
     return model
 
 
+@pytest.mark.slow  # importing transformers takes 5-15 s
 @pytest.mark.parametrize("bias", [True, False])
 def test_transformers_loads_our_gpt2_checkpoint_with_the_same_logits(tmp_path, bias):
     model = _tiny(bias)
@@ -43,6 +44,7 @@ def test_transformers_loads_our_gpt2_checkpoint_with_the_same_logits(tmp_path, b
     torch.testing.assert_close(hf, ours, atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_wrong_mapping_would_be_caught(tmp_path):
     """Forget to transpose the square Conv1D weights (attn.c_proj, n_embd × n_embd: the shapes still fit)
     and transformers loads the file without a complaint, but the logits differ: the test above can fail."""
@@ -88,6 +90,7 @@ def test_the_safetensors_header_read_by_hand_matches_the_library(tmp_path):
     assert header["transformer.h.0.mlp.c_fc.weight"]["shape"] == [32, 128]  # Conv1D: (in, out)
 
 
+@pytest.mark.slow
 def test_onnx_runtime_gives_pytorchs_logits_for_other_shapes_than_the_example(tmp_path):
     model = _tiny()
     path = export_onnx(model, tmp_path / "gpt.onnx", torch.randint(0, 97, (1, 8)))

@@ -36,6 +36,7 @@ def test_fit_history_is_read_back_from_the_event_files(tmp_path):
     assert [step for step, _ in scalars["batch/loss"]] == list(range(1, 10))
 
 
+@pytest.mark.slow
 def test_train_lm_history_is_read_back_at_its_steps(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
