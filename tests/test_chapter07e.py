@@ -55,3 +55,23 @@ def test_bad_block_and_bad_states_get_clear_errors() -> None:
         model.hidden_states_from(torch.zeros(1, 4), 2)
     with pytest.raises(ValueError, match="integer token ids"):
         model.hidden_states_entering(torch.zeros(1, 4), 2)
+
+
+def test_lora_count_reference_equals_apply_lora_on_real_blocks() -> None:
+    from labkit.checks import ch07e
+    from labkit.finetune import apply_lora
+
+    model = _tiny()
+    top = model.blocks[-2:]
+    apply_lora(top, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), rank=4)
+    trained = sum(p.numel() for p in top.parameters() if p.requires_grad)
+    assert trained == ch07e._reference_lora_parameters(TINY, 2, 4)
+
+
+def test_the_share_trained_uses_smollm2s_true_parameter_count() -> None:
+    from labkit.checks import ch07e
+
+    config = LlamaConfig()
+    with torch.device("meta"):
+        total = Llama(config).num_parameters()
+    assert abs(ch07e._share_trained() - 100 * ch07e._reference_lora_parameters(config, 2, 8) / total) < 1e-9

@@ -7,10 +7,12 @@ exercise of the chapter:
 - ``ch07b`` (07b_classification_and_lora): 07.4–07.6
 - ``ch07c`` (07c_instruction_tuning): 07.7–07.8
 - ``ch07d`` (07d_preference_and_rl): 07.9–07.11
+- ``ch07e`` (07e_real_llm_finetuning): 07.12–07.14
 """
 from labkit.checks import (
     ch07a,  # noqa: F401  (importing registers the exercises)
     ch07b,  # noqa: F401
     ch07c,  # noqa: F401
     ch07d,  # noqa: F401
+    ch07e,  # noqa: F401
 )
