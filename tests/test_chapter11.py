@@ -30,10 +30,7 @@ def test_the_notebooks_have_exercises_11_1_to_11_6():
     assert [ex.id for ex in chapter_exercises("11")] == [f"11.{i}" for i in range(1, 7)]
 
 
-IN_DRAFTS = pytest.mark.skipif(not B.exists(), reason="11b is still in drafts/ (not yet executed within its budget)")
-
-
-@pytest.mark.parametrize("path", [A, pytest.param(B, marks=IN_DRAFTS)], ids=["11a", "11b"])
+@pytest.mark.parametrize("path", [A, B], ids=["11a", "11b"])
 def test_timing_and_widget_cells_are_marked_for_nbval(path):
     for source in _code_cells(path):
         if re.search(r"\binteract\(|perf_counter\(\)", source):
@@ -46,7 +43,6 @@ def test_11a_result_assertions_keep_their_thresholds():
     assert 'noise_accuracy[0.0] > 0.9 and noise_accuracy[0.6] < noise_accuracy[0.0]' in a
 
 
-@IN_DRAFTS
 def test_11b_result_assertions_keep_their_thresholds():
     b = "\n".join(_code_cells(B))
     assert 'exposures[32] > exposures[0] + 3' in b
@@ -84,7 +80,6 @@ def test_chinchilla_reference_on_gpt3s_compute():
     assert 50e9 < n < 60e9 and d == pytest.approx(20 * n)
 
 
-@IN_DRAFTS
 def test_11b_widget_slice_runs_on_its_own():
     namespace = run_widget_slice(B, with_widget=False)
     plt = namespace["plt"]
