@@ -1,4 +1,5 @@
 import nbformat as nbf
+import pathlib
 
 SOL_12 = """
 def run_top_blocks(model, x, k):
@@ -357,4 +358,5 @@ md("""
 """)
 nb.cells = C
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, "/work/main/drafts/07e_real_llm_finetuning_solutions.ipynb" if SOLUTIONS else "/work/main/drafts/07e_real_llm_finetuning.ipynb")
+HERE = pathlib.Path(__file__).resolve().parent
+nbf.write(nb, HERE / ("07e_real_llm_finetuning_solutions.ipynb" if SOLUTIONS else "07e_real_llm_finetuning.ipynb"))

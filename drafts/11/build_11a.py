@@ -1,3 +1,4 @@
+import pathlib
 import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from nbtools import build
@@ -440,5 +441,5 @@ assert result.all_passed, "every exercise of 11a should pass in the solutions"
 """))
 
 name = "11a_scale_and_efficiency"
-build(cells, f"/work/main/drafts/{name}{'_solutions' if SOLUTIONS else ''}.ipynb")
+build(cells, f"{pathlib.Path(__file__).resolve().parent.parent}/{name}{'_solutions' if SOLUTIONS else ''}.ipynb")
 print("built", len(cells), "cells")
