@@ -18,8 +18,8 @@ import time
 
 import regex
 
+from labkit.checkpoints import CHECKPOINTS_DIR
 from labkit.data import load_poems, load_text
-from labkit.gpt import CHECKPOINTS_DIR
 from labkit.tokenizers import BPETokenizer
 
 

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
         LRScheduler as LRScheduler,
         ProgressBar as ProgressBar,
     )
+    from .checkpoints import (
+        load_checkpoint as load_checkpoint,
+        load_pretrained as load_pretrained,
+        save_checkpoint as save_checkpoint,
+    )
     from .data import (
         class_names as class_names,
         gpt2_ranks_path as gpt2_ranks_path,
@@ -56,13 +61,7 @@ if TYPE_CHECKING:
         training_memory as training_memory,
         unfreeze as unfreeze,
     )
-    from .gpt import (
-        GPT as GPT,
-        GPTConfig as GPTConfig,
-        load_checkpoint as load_checkpoint,
-        load_pretrained as load_pretrained,
-        save_checkpoint as save_checkpoint,
-    )
+    from .gpt import GPT as GPT, GPTConfig as GPTConfig
     from .instruct import (
         InstructionCollator as InstructionCollator,
         collate_instructions as collate_instructions,
@@ -129,7 +128,8 @@ PUBLIC: dict[str, str] = {
     "load_instructions": "data",
     "CharTokenizer": "tokenizers", "BPETokenizer": "tokenizers", "gpt2_tokenizer": "tokenizers",
     "compare_tokenizers": "tokenizers",
-    "GPT": "gpt", "GPTConfig": "gpt", "save_checkpoint": "gpt", "load_checkpoint": "gpt", "load_pretrained": "gpt",
+    "GPT": "gpt", "GPTConfig": "gpt",
+    "save_checkpoint": "checkpoints", "load_checkpoint": "checkpoints", "load_pretrained": "checkpoints",
     "train_lm": "lm", "get_batch": "lm", "lm_loss": "lm", "estimate_loss": "lm", "SampleText": "lm",
     "CharRNN": "rnn", "RNNLayer": "rnn", "LSTMLayer": "rnn",
     # fine-tuning (chapter 07)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DamagedFileError", "read_json", "read_safetensors", "read_torch_file"]
+__all__ = ["DamagedFileError", "listing", "read_json", "read_safetensors", "read_torch_file"]
 
 
 class DamagedFileError(ValueError):
@@ -105,3 +105,9 @@ def read_torch_file(path: str | os.PathLike, fix: str, map_location: Any = "cpu"
         first = str(error).split(". ")[0].strip() if isinstance(error, RuntimeError) else ""
         reason = f" ({first})" if first else ""
         raise DamagedFileError(path, f"is damaged or not a file torch.save wrote{reason}", fix) from None
+
+
+def listing(path: Path, limit: int = 8) -> str:
+    """The names in directory ``path``, sorted, at most ``limit`` of them: for an error that says what is there."""
+    names = sorted(p.name for p in path.iterdir())
+    return ", ".join(names[:limit]) + (" …" if len(names) > limit else "") if names else "nothing"

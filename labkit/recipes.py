@@ -31,9 +31,10 @@ from typing import Any
 import torch
 
 from . import data, distributed
+from .checkpoints import save_checkpoint
 from .device import get_device
 from .files import read_torch_file
-from .gpt import GPT, GPTConfig, save_checkpoint
+from .gpt import GPT, GPTConfig
 from .lm import train_lm
 from .tokenizers import BPETokenizer, CharTokenizer
 
@@ -166,7 +167,7 @@ def train_instruct(name: str, *, out_dir: Path = OUT_DIR, command: str = "") -> 
     """Instruction-tune the shipped checkpoint recipe ``name`` starts from (chapter 07c's training,
     `labkit.instruct.train_instructions`) and export it to ``out_dir / name``. One process; a few
     minutes on a laptop CPU."""
-    from .gpt import load_pretrained
+    from .checkpoints import load_pretrained
     from .instruct import train_instructions
 
     if distributed.world_size() > 1:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from labkit.gpt import SHIPPED, load_pretrained
+from labkit.checkpoints import SHIPPED, load_pretrained
 from labkit.lm import estimate_loss
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def assert_readable(error: BaseException, path: Path, *words: str) -> str:
 
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
-    from labkit.gpt import save_checkpoint
+    from labkit.checkpoints import save_checkpoint
     from labkit.tokenizers import CharTokenizer
 
     return save_checkpoint(tiny_gpt(), tmp_path / "run", tokenizer=CharTokenizer("hello world"), meta={"note": 1})
@@ -119,7 +119,7 @@ def saved(tmp_path: Path) -> Path:
     ("tokenizer.json", cut_short, ("not a CharTokenizer file: it is not JSON",)),
 ])
 def test_a_damaged_checkpoint_file_is_named_with_the_fix(saved, file, damage, words):
-    from labkit.gpt import load_checkpoint
+    from labkit.checkpoints import load_checkpoint
 
     damage(saved / file)
     with pytest.raises(ValueError) as info:
@@ -131,15 +131,15 @@ def test_a_damaged_checkpoint_file_is_named_with_the_fix(saved, file, damage, wo
 def test_a_damaged_shipped_checkpoint_says_how_to_restore_it(tmp_path, monkeypatch):
     import shutil
 
-    from labkit import gpt
+    from labkit import checkpoints
 
     copy = tmp_path / "checkpoints"
     shutil.copytree(REPO / "checkpoints" / "tang_char", copy / "tang_char")
-    monkeypatch.setattr(gpt, "CHECKPOINTS_DIR", copy)
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS_DIR", copy)
     for file in ("model.safetensors", "tokenizer.json"):
         cut_short(copy / "tang_char" / file)
         with pytest.raises(ValueError) as info:
-            gpt.load_pretrained("tang_char")
+            checkpoints.load_pretrained("tang_char")
         assert_readable(info.value, copy / "tang_char" / file, "git checkout -- checkpoints/tang_char",
                         "python tools/train_checkpoints.py tang_char")
         shutil.copy(REPO / "checkpoints" / "tang_char" / file, copy / "tang_char" / file)

@@ -9,15 +9,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from labkit.checkpoints import load_checkpoint, save_checkpoint
 from labkit.gpt import (
     GPT,
     PRESETS,
     GPTConfig,
     KVCache,
     filter_logits,
-    load_checkpoint,
     sample_next,
-    save_checkpoint,
     with_attention,
 )
 

@@ -53,7 +53,7 @@ SECONDS_PER_YEAR = 365.25 * 24 * 3600
 def laptop_flops_per_second(name: str = "base_bpe") -> float:
     """The training FLOP/s the shipped checkpoint `name` actually sustained on the course's 2-core CPU:
     its mean tokens/s (meta.json) × its training FLOPs per token (6·N plus attention, as `GPT.flops_per_token`)."""
-    from labkit.gpt import CHECKPOINTS_DIR
+    from labkit.checkpoints import CHECKPOINTS_DIR
 
     meta = json.loads((CHECKPOINTS_DIR / name / "meta.json").read_text())
     c = json.loads((CHECKPOINTS_DIR / name / "config.json").read_text())
