@@ -1,10 +1,13 @@
 """Chapter 07e: SmolLM2's top blocks run from cached hidden states, and the checks 07.12-07.14."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from labkit.llama import Llama, LlamaConfig
+from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 TINY = LlamaConfig(vocab_size=97, block_size=64, n_layer=5, n_embd=48, n_head=6, n_kv_head=2, n_hidden=96)
 
@@ -75,3 +78,51 @@ def test_the_share_trained_uses_smollm2s_true_parameter_count() -> None:
     with torch.device("meta"):
         total = Llama(config).num_parameters()
     assert abs(ch07e._share_trained() - 100 * ch07e._reference_lora_parameters(config, 2, 8) / total) < 1e-9
+
+
+# --------------------------------------------------------------------------- the notebook
+REPO = Path(__file__).resolve().parent.parent
+CHAPTER = REPO / "chapters" / "07e_real_llm_finetuning.ipynb"
+
+
+def _notebook_function(name: str) -> dict:
+    """Run the notebook's cell that defines `name` (with the imports it needs) and return its namespace."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    source = next(c for c in _code_cells(CHAPTER) if f"def {name}(" in c)
+    namespace = {"torch": torch, "F": F, "nn": nn}
+    exec(compile(source, f"<07e: {name}>", "exec"), namespace)
+    return namespace
+
+
+def test_the_probe_equals_scikit_learns_l2_logistic_regression() -> None:
+    """07e's fit_probe (softmax over 2 classes, λ‖W‖² on standardised features, the standardisation folded
+    into an nn.Linear on raw features) is sklearn's LogisticRegression with C = 1 / (λ N): at the optimum the
+    two class columns are opposite, so λ‖W‖² is λ/2 ‖w₁ − w₀‖²."""
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 12, generator=g)
+    x = z * torch.linspace(0.5, 20, 12) + torch.linspace(-5, 5, 12)   # features of unequal scales and means
+    y = (z[:, :3].sum(1) + 0.8 * torch.randn(300, generator=g) > 0).long()
+    fit_probe = _notebook_function("fit_probe")["fit_probe"]
+    for lam in (1e-3, 1e-1):
+        head = fit_probe(x, y, lam)
+        with torch.no_grad():
+            ours = torch.softmax(head(x), dim=1)[:, 1]
+        xs = ((x - x.mean(0)) / (x.std(0) + 1e-6)).double().numpy()
+        sklearn = LogisticRegression(C=1 / (lam * len(x)), tol=1e-10, max_iter=10_000).fit(xs, y.numpy())
+        theirs = torch.from_numpy(sklearn.predict_proba(xs)[:, 1])
+        assert torch.allclose(ours.double(), theirs, atol=1e-4), (lam, (ours.double() - theirs).abs().max())
+
+
+@pytest.mark.slow
+def test_the_widget_slice_runs_on_its_own() -> None:
+    """What the browser test runs: the cells tagged browser-setup (SmolLM2's pass over the reviews, the
+    probes), then the widget's drawing at the slider's ends."""
+    namespace = run_widget_slice(CHAPTER, with_widget=False)
+    for n in (namespace["SIZES"][0], namespace["SIZES"][-1]):
+        namespace["show"](n)
+    namespace["plt"].close("all")
+    assert namespace["rows"]["SmolLM2 linear probe"] > namespace["rows"]["bag of words"]
