@@ -22,8 +22,6 @@ from notebook_cells import code_cells as _code_cells, run_widget_slice
 REPO = Path(__file__).resolve().parent.parent
 NAME = "09a_vision"
 CHAPTER = REPO / "chapters" / f"{NAME}.ipynb"
-if not CHAPTER.exists():                                   # while the chapter is a draft
-    CHAPTER = REPO / "drafts" / f"{NAME}.ipynb"
 IDS = [ex.id for ex in chapter_exercises("09a")]
 
 
