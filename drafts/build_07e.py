@@ -444,7 +444,7 @@ print(f"SmolLM2's probe with {SIZES[0]} labels: {curves['SmolLM2 linear probe'][
       f"base_bpe's probe {curves['base_bpe linear probe'][-1]:.1%} and the bag of words {curves['bag of words'][-1]:.1%}")
 """, ["browser-setup"])
 code(r"""
-def show(n_labelled=SIZES[-1]):
+def show(n_labelled=100):
     fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     for name, accs in curves.items():
         line, = ax.plot(SIZES, accs, "o-", label=name)
@@ -462,7 +462,7 @@ def show(n_labelled=SIZES[-1]):
 """, ["browser-setup"])
 code(r"""
 # NBVAL_IGNORE_OUTPUT
-interact(show, n_labelled=widgets.SelectionSlider(options=SIZES, value=SIZES[-1], description="labels"));
+interact(show, n_labelled=widgets.SelectionSlider(options=SIZES, value=100, description="labels"));
 """, ["browser-test"])
 md("""
 ## Exercises
