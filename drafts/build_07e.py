@@ -333,8 +333,9 @@ Fine-tuning the top blocks from the probe's head stays close to the probe: with 
 thirty blocks, the features the probe reads were already most of what there is to find. Starting from a new
 head cost LoRA more than any other choice here (printed above), in the direction Kumar et al. found: a random
 head's first gradients change the features before the head has learned to read them.
-Fine-tuning all 30 blocks, with more labels, is where fine-tuning pulls ahead of a probe in the literature;
-on this CPU it would take hours (section 4's first paragraph), so it is not measured here.
+Fine-tuning all 30 blocks, with more labels, is where fine-tuning pulls ahead of a probe in the literature.
+By section 4's estimate (about three forward passes per review and epoch, in float32) it would take roughly as
+long as this whole notebook, so it is not run here.
 
 ## 6 · Chinese: what SmolLM2 knows
 
