@@ -9,7 +9,7 @@
 ``save_checkpoint`` writes one, ``load_checkpoint`` reads it back, ``load_pretrained`` loads one of
 the GPTs in ``checkpoints/`` (trained by ``tools/train_checkpoints.py``). Every damaged file is
 named with what to do about it (``labkit.files``). Chapter 06b saves its pretrained model; 06a,
-06c and 07b–07d load the shipped ones.
+06c and 07b–07e load the shipped ones.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from .files import DamagedFileError, listing, read_json, read_safetensors
 from .gpt import GPT, GPTConfig
 
 __all__ = ["CHECKPOINTS_DIR", "SHIPPED", "load_checkpoint", "load_pretrained", "save_checkpoint"]
-
-# ====================================================================== our own checkpoints
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE = "config.json", "model.safetensors", "tokenizer.json", "meta.json"
 

@@ -9,6 +9,7 @@ import torch
 from labkit.llama import Llama, LlamaConfig
 from notebook_cells import code_cells as _code_cells
 
+CHAPTER = Path(__file__).resolve().parent.parent / "chapters" / "07e_real_llm_finetuning.ipynb"
 TINY = LlamaConfig(vocab_size=97, block_size=64, n_layer=5, n_embd=48, n_head=6, n_kv_head=2, n_hidden=96)
 
 
@@ -81,8 +82,6 @@ def test_the_share_trained_uses_smollm2s_true_parameter_count() -> None:
 
 
 # --------------------------------------------------------------------------- the notebook
-REPO = Path(__file__).resolve().parent.parent
-CHAPTER = REPO / "chapters" / "07e_real_llm_finetuning.ipynb"
 
 
 def _notebook_function(name: str) -> dict:
