@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         torchvision_dataset as torchvision_dataset,
     )
     from .device import get_device as get_device
+    from .evaluation import evaluate as evaluate, predict as predict
     from .exercises import check as check, compare as compare, summary as summary
     from .finetune import (
         GPTClassifier as GPTClassifier,
@@ -86,10 +87,8 @@ if TYPE_CHECKING:
     )
     from .metrics import (
         accuracy as accuracy,
-        classification_report as classification_report,
         confusion_matrix as confusion_matrix,
         precision_recall_f1 as precision_recall_f1,
-        predict as predict,
     )
     from .plots import (
         plot_confusion_matrix as plot_confusion_matrix,
@@ -98,6 +97,7 @@ if TYPE_CHECKING:
         show_mistakes as show_mistakes,
     )
     from .readiness import doctor as doctor
+    from .report import classification_report as classification_report
     from .rnn import CharRNN as CharRNN, LSTMLayer as LSTMLayer, RNNLayer as RNNLayer
     from .seed import seed_everything as seed_everything
     from .smollm2 import SmolLM2Tokenizer as SmolLM2Tokenizer, chat as chat, load_smollm2 as load_smollm2
@@ -107,7 +107,7 @@ if TYPE_CHECKING:
         compare_tokenizers as compare_tokenizers,
         gpt2_tokenizer as gpt2_tokenizer,
     )
-    from .training import History as History, evaluate as evaluate, fit as fit
+    from .training import History as History, fit as fit
     from .widgets import HyperparameterPanel as HyperparameterPanel
 
 PUBLIC: dict[str, str] = {
@@ -116,12 +116,12 @@ PUBLIC: dict[str, str] = {
     # data
     "load_images": "data", "torchvision_dataset": "data", "class_names": "data", "load_table": "data",
     # training
-    "fit": "training", "evaluate": "training", "History": "training",
+    "fit": "training", "evaluate": "evaluation", "History": "training",
     "Callback": "callbacks", "ProgressBar": "callbacks", "LivePlot": "callbacks", "EarlyStopping": "callbacks",
     "BestCheckpoint": "callbacks", "GradientClipping": "callbacks", "LRScheduler": "callbacks",
     # measuring and looking
     "accuracy": "metrics", "confusion_matrix": "metrics", "precision_recall_f1": "metrics",
-    "classification_report": "metrics", "predict": "metrics",
+    "classification_report": "report", "predict": "evaluation",
     "plot_confusion_matrix": "plots", "show_images": "plots", "show_mistakes": "plots", "plot_history": "plots",
     # language models (chapter 06)
     "load_text": "data", "load_poems": "data", "load_poem_info": "data", "load_reviews": "data", "gpt2_ranks_path": "data",

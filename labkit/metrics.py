@@ -1,45 +1,29 @@
-"""How good is a classifier? Accuracy, the confusion matrix, precision / recall / F1, a report.
+"""How good is a classifier? Accuracy, the confusion matrix, precision / recall / F1, ROC and AUC.
 
 Everything here is plain torch (no scikit-learn), and the definitions are scikit-learn's:
 `precision_recall_f1(t, p, C, average=a)` equals
 ``sklearn.metrics.precision_recall_fscore_support(t, p, labels=range(C), average=a, zero_division=0)``.
 
-Two kinds of metric live here:
-
-- evaluation functions (`accuracy`, `confusion_matrix`, `precision_recall_f1`,
-  `classification_report`) take a whole test set and return Python numbers or small tensors;
-- the registry `METRICS` holds per-batch metrics for the training loop: each takes logits
-  (B, C) and targets (B,) and returns a 0-d tensor *on the same device*, so the loop can add
-  them up without waiting for the GPU (no ``.item()``).
+Each function takes a whole test set's labels and predictions (or scores) and returns Python
+numbers or small tensors. Elsewhere: the printed table of these numbers is `labkit.report`;
+running a model to get its predictions, and the per-batch metrics `fit` adds up while it
+trains, are `labkit.evaluation`.
 """
 from __future__ import annotations
 
-import html
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
-
-from .data import make_loader
 
 __all__ = [
     "accuracy",
     "confusion_matrix",
     "precision_recall_f1",
-    "classification_report",
-    "Report",
-    "predict",
     "roc_curve",
     "auc",
     "roc_auc",
     "kfold_indices",
     "accuracy_interval",
-    "METRICS",
-    "get_metric",
 ]
 
 AVERAGES = ("macro", "micro", "weighted", None)
@@ -204,128 +188,6 @@ def precision_recall_f1(
 
 
 # ---------------------------------------------------------------------------------------
-# The classification report
-# ---------------------------------------------------------------------------------------
-def _width(text: str) -> int:
-    """How many monospace columns `text` takes (Chinese characters take two)."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _pad_left(text: str, width: int) -> str:
-    return " " * max(0, width - _width(text)) + text
-
-
-@dataclass
-class Report:
-    """A classification report: per-class precision / recall / F1 / support and the averages.
-
-    Print it for a fixed-width table, or leave it as a notebook cell's last value for an
-    HTML table. The per-class numbers are tensors (C,) in the same order as `class_names`.
-    """
-
-    class_names: list[str]
-    precision: torch.Tensor
-    recall: torch.Tensor
-    f1: torch.Tensor
-    support: torch.Tensor
-    accuracy: float
-    macro: dict[str, float]
-    weighted: dict[str, float]
-    digits: int = 2
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain Python numbers: ``{class_name: {"precision", "recall", "f1", "support"}, ...,
-        "accuracy": float, "macro avg": {...}, "weighted avg": {...}}``."""
-        total = int(self.support.sum())
-        out: dict[str, Any] = {}
-        for i, name in enumerate(self.class_names):
-            out[name] = {
-                "precision": float(self.precision[i]),
-                "recall": float(self.recall[i]),
-                "f1": float(self.f1[i]),
-                "support": int(self.support[i]),
-            }
-        out["accuracy"] = self.accuracy
-        out["macro avg"] = {**self.macro, "support": total}
-        out["weighted avg"] = {**self.weighted, "support": total}
-        return out
-
-    def _rows(self) -> list[tuple[str, list[str]]]:
-        """(row name, [precision, recall, f1, support] as text) for every table row."""
-        fmt = f"{{:.{self.digits}f}}".format
-        total = int(self.support.sum())
-        rows = [
-            (name, [fmt(float(p)), fmt(float(r)), fmt(float(f)), str(int(s))])
-            for name, p, r, f, s in zip(self.class_names, self.precision, self.recall, self.f1, self.support)
-        ]
-        rows.append(("accuracy", ["", "", fmt(self.accuracy), str(total)]))
-        for name, avg in (("macro avg", self.macro), ("weighted avg", self.weighted)):
-            rows.append((name, [fmt(avg["precision"]), fmt(avg["recall"]), fmt(avg["f1"]), str(total)]))
-        return rows
-
-    def __str__(self) -> str:
-        headers = ["precision", "recall", "f1-score", "support"]
-        rows = self._rows()
-        name_width = max(_width(name) for name, _ in rows)
-        col = max(len(h) for h in headers) + 1
-        lines = [" " * name_width + "".join(h.rjust(col) for h in headers), ""]
-        n_classes = len(self.class_names)
-        for i, (name, cells) in enumerate(rows):
-            if i == n_classes:
-                lines.append("")  # blank line between the classes and the summary rows
-            lines.append(_pad_left(name, name_width) + "".join(c.rjust(col) for c in cells))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        headers = ["", "precision", "recall", "f1-score", "support"]
-        head = "".join(f"<th>{h}</th>" for h in headers)
-        body = []
-        n_classes = len(self.class_names)
-        for i, (name, cells) in enumerate(self._rows()):
-            style = ' style="border-top: 2px solid #888"' if i == n_classes else ""
-            tds = "".join(f'<td style="text-align:right">{c}</td>' for c in cells)
-            body.append(f"<tr{style}><th style=\"text-align:left\">{html.escape(name)}</th>{tds}</tr>")
-        return (
-            '<table class="labkit-report">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        )
-
-
-def classification_report(
-    targets: Any, preds: Any, class_names: Sequence[str] | None = None, digits: int = 2
-) -> Report:
-    """Per-class precision, recall, F1 and support, plus accuracy, macro and weighted averages.
-
-    `targets` (N,) labels; `preds` (N,) labels or (N, C) logits; `class_names` one name per
-    class, in label order (label 0 first). Without names, classes are named "0", "1", ...
-    up to the largest label seen. Same numbers as scikit-learn's ``classification_report``
-    with ``zero_division=0``.
-
-    Chapter 05 prints one for each CNN.
-    """
-    t, p = _check_pair(targets, preds)
-    if class_names is None:
-        class_names = [str(i) for i in range(int(max(t.max(), p.max())) + 1)]
-    class_names = [str(name) for name in class_names]
-    num_classes = len(class_names)
-    per_class = precision_recall_f1(t, p, num_classes, average=None)
-    return Report(
-        class_names=class_names,
-        precision=per_class["precision"].cpu(),
-        recall=per_class["recall"].cpu(),
-        f1=per_class["f1"].cpu(),
-        support=per_class["support"].cpu(),
-        accuracy=(t == p).double().mean().item(),
-        macro=precision_recall_f1(t, p, num_classes, average="macro"),
-        weighted=precision_recall_f1(t, p, num_classes, average="weighted"),
-        digits=digits,
-    )
-
-
-# ---------------------------------------------------------------------------------------
 # Scores, thresholds and resampling (chapter 12)
 # ---------------------------------------------------------------------------------------
 def _binary_scores(targets: Any, scores: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -446,104 +308,3 @@ def accuracy_interval(correct: int, total: int, confidence: float = 0.95) -> tup
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z / (1 + z * z / total) * (p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-# ---------------------------------------------------------------------------------------
-# Running a model over a data set
-# ---------------------------------------------------------------------------------------
-def predict(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    batch_size: int = 512,
-    device: str | torch.device | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `model` over every (x, y) of `data`; return (logits (N, C), targets (N,)) on the CPU.
-
-    The model runs in eval mode (dropout off, batch norm frozen) under ``torch.no_grad()``,
-    in the data's order. Afterwards the model is back in the train/eval mode *and* on the
-    device it had before. `device` defaults to `labkit.device.get_device()`.
-    `data` is a Dataset yielding (x, y) pairs, or a DataLoader yielding (x, y) batches.
-
-    Chapter 02 predicts with it; 05, 07b and 07c reuse it.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if device is None:
-        from .device import get_device
-
-        device = get_device()
-    device = torch.device(device)
-
-    loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=False)
-
-    first_param = next(model.parameters(), None)
-    original_device = first_param.device if first_param is not None else None
-    # Remember every submodule's mode: a model may keep some layers (say, frozen batch
-    # norm) in eval mode while the rest trains.
-    modes = {module: module.training for module in model.modules()}
-    all_logits, all_targets = [], []
-    try:
-        model.to(device)
-        model.eval()
-        with torch.no_grad():
-            for batch in loader:
-                if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                    raise ValueError(
-                        "predict expects data that yields (x, y) pairs, got batches of type "
-                        f"{type(batch).__name__}" + (f" with {len(batch)} items" if isinstance(batch, (tuple, list)) else "")
-                    )
-                x, y = batch
-                logits = model(x.to(device, non_blocking=True))
-                all_logits.append(logits.float().cpu())
-                all_targets.append(torch.as_tensor(y).cpu())
-    finally:
-        for module, training in modes.items():
-            module.training = training
-        if original_device is not None and original_device != device:
-            model.to(original_device)
-    if not all_logits:
-        raise ValueError("predict got an empty data set: there is nothing to run the model on")
-    return torch.cat(all_logits), torch.cat(all_targets)
-
-
-# ---------------------------------------------------------------------------------------
-# Per-batch metrics for the training loop
-# ---------------------------------------------------------------------------------------
-def batch_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of correct argmax predictions in a batch: logits (B, C) or (B, T, C),
-    targets (B,) or (B, T); returns a 0-d float tensor on the logits' device."""
-    return (logits.argmax(dim=-1) == targets).float().mean()
-
-
-def batch_top5_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose target is among the 5 highest logits: logits (B, C),
-    targets (B,); returns a 0-d float tensor. With fewer than 5 classes it is always 1."""
-    k = min(5, logits.shape[-1])
-    top = logits.topk(k, dim=-1).indices  # (B, k)
-    return (top == targets.unsqueeze(-1)).any(dim=-1).float().mean()
-
-
-METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "accuracy": batch_accuracy,
-    "top5_accuracy": batch_top5_accuracy,
-}
-"""Per-batch metrics by name: ``fn(logits (B, C), targets (B,)) -> 0-d tensor`` (a batch mean).
-Add your own with ``METRICS["name"] = fn``."""
-
-
-def get_metric(name_or_callable: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-    """The per-batch metric function for a name in `METRICS`, or the callable itself."""
-    if callable(name_or_callable):
-        return name_or_callable
-    if isinstance(name_or_callable, str):
-        key = name_or_callable.strip().lower()
-        if key in METRICS:
-            return METRICS[key]
-        known = ", ".join(repr(k) for k in sorted(METRICS))
-        raise ValueError(
-            f"unknown metric {name_or_callable!r}; known metrics are {known}, "
-            "or pass a function fn(logits, targets) -> 0-d tensor"
-        )
-    raise TypeError(
-        f"a metric must be a name (str) or a function fn(logits, targets), got {type(name_or_callable).__name__}"
-    )

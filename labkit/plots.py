@@ -338,7 +338,7 @@ def show_mistakes(
     `images`: (N, ...) as for `show_images`, or a Dataset yielding (x, y) pairs (only the
     shown images are read from it); `targets`: true labels (N,); `outputs`: either
     predicted labels (N,) — mistakes are shown in data order — or logits / probabilities
-    (N, C), for example from `labkit.metrics.predict` — then the *most confident* mistakes
+    (N, C), for example from `labkit.evaluation.predict` — then the *most confident* mistakes
     come first, each with the probability the model gave its wrong answer.
     At most `n` images are shown.
 

@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from . import distributed
 from .callbacks import Callback, CallbackList, default_callbacks
 from .data import make_loader
 from .device import get_device
+from .evaluation import _batch_size, _check_pairs, _metric_table, _to, evaluate  # fit measures with evaluate
 from .loop import History, TrainState, make_optimizer, run_periods
-from .metrics import get_metric
 from .seed import seed_everything
 
-__all__ = ["fit", "evaluate", "History", "FitState", "make_loader", "ShapeError", "LabelError", "DtypeError"]
+__all__ = ["fit", "History", "FitState", "make_loader", "ShapeError", "LabelError", "DtypeError"]
 
 FitState = TrainState  # the name chapters and callbacks have used for what fit keeps
 
@@ -42,59 +42,6 @@ class LabelError(ValueError):
 
 class DtypeError(TypeError):
     """The data's number type does not fit the model (for example uint8 pixels into a float32 layer)."""
-
-
-def _batch_size(x: Any) -> int:
-    return len(x[0]) if isinstance(x, (list, tuple)) else len(x)
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to(v, device) for v in x)
-    return x.to(device, non_blocking=True)
-
-
-def _metric_table(metrics: Iterable[str | Callable] | dict[str, Callable]) -> dict[str, Callable]:
-    """Metric names to functions ``fn(logits (B, C), targets (B,)) -> 0-d tensor``."""
-    if isinstance(metrics, dict):
-        return dict(metrics)
-    return {m if isinstance(m, str) else getattr(m, "__name__", "metric"): get_metric(m) for m in metrics}
-
-
-def evaluate(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    metrics: Iterable[str | Callable] | dict[str, Callable] = ("accuracy",),
-    *,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-) -> dict[str, float]:
-    """Average loss and metrics of `model` over `data` (in eval mode, without gradients).
-
-    Chapter 02 measures a validation set with it.
-    """
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    if not isinstance(data, DataLoader):
-        _check_pairs("data", data)
-    loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size, shuffle=False)
-    loss_fn = loss_fn or nn.functional.cross_entropy
-    metric_fns = _metric_table(metrics)
-    was_training = model.training
-    model.eval()
-    totals = {"loss": torch.zeros((), device=device), **{k: torch.zeros((), device=device) for k in metric_fns}}
-    seen = 0
-    with torch.no_grad():
-        for x, y in loader:
-            x, y = _to(x, device), _to(y, device)
-            out = model(x)
-            n = _batch_size(y)
-            totals["loss"] += loss_fn(out, y) * n
-            for name, fn in metric_fns.items():
-                totals[name] += fn(out, y) * n
-            seen += n
-    model.train(was_training)
-    return {name: (total / max(seen, 1)).item() for name, total in totals.items()}
 
 
 def fit(
@@ -257,26 +204,6 @@ def _check_arguments(*, epochs, lr, batch_size, train_data, val_data) -> None:
         if size == 0:
             raise ValueError(f"{name} is empty (0 examples): check how it was built or split")
         _check_pairs(name, data)
-
-
-def _check_pairs(name: str, data: Any) -> None:
-    """Stop with the fix unless ``data``'s examples are (x, y) pairs (it looks at one example only)."""
-    fix = "Pair the inputs with their labels: TensorDataset(x, y)"
-    if torch.is_tensor(data):
-        raise TypeError(f"{name} is a bare tensor of shape {tuple(data.shape)}, without labels: fit and evaluate "
-                        f"take a Dataset of (x, y) pairs. {fix}")
-    if isinstance(data, TensorDataset):
-        if len(data.tensors) != 2:
-            shapes = ", ".join(str(tuple(t.shape)) for t in data.tensors)
-            raise TypeError(f"{name} is a TensorDataset of {len(data.tensors)} tensor(s) ({shapes}), but fit and "
-                            f"evaluate take (x, y) pairs. {fix}")
-        return
-    item = data[0]
-    if not (isinstance(item, (tuple, list)) and len(item) == 2):
-        what = (f"a {type(item).__name__} of shape {tuple(item.shape)}" if hasattr(item, "shape")
-                else f"a {type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list)) else repr(item)[:60])
-        raise TypeError(f"{name}'s examples must be (x, y) pairs, but {name}[0] is {what}. "
-                        f"Return (x, y) from __getitem__, or {fix[0].lower()}{fix[1:]}")
 
 
 def _check_first_batch(model: nn.Module, data: Dataset, loss_fn, metric_fns: dict[str, Callable],

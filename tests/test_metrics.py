@@ -1,5 +1,5 @@
-"""Tests for labkit.metrics: every expected number below is worked out by hand (or quoted from
-scikit-learn's documentation), since scikit-learn itself is not installed."""
+"""Tests for labkit.metrics, labkit.report, and labkit.evaluation's `predict` and per-batch metrics:
+every expected number below is worked out by hand (or quoted from scikit-learn's documentation)."""
 import math
 
 import pytest
@@ -7,16 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit.metrics import (
-    METRICS,
-    Report,
-    accuracy,
-    classification_report,
-    confusion_matrix,
-    get_metric,
-    precision_recall_f1,
-    predict,
-)
+from labkit.evaluation import METRICS, get_metric, predict
+from labkit.metrics import accuracy, confusion_matrix, precision_recall_f1
+from labkit.report import Report, classification_report
 
 
 def one_hot_logits(labels, num_classes):

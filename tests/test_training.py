@@ -9,7 +9,8 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from labkit.callbacks import BestCheckpoint, Callback, EarlyStopping, GradientClipping, LRScheduler
-from labkit.training import DtypeError, History, LabelError, ShapeError, evaluate, fit
+from labkit.evaluation import evaluate
+from labkit.training import DtypeError, History, LabelError, ShapeError, fit
 
 
 def blobs(n: int = 256, classes: int = 3, features: int = 8, seed: int = 0) -> TensorDataset:
