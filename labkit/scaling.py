@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.compute import training_flops
+from labkit.estimates import training_flops
 
 __all__ = ["PowerLaw", "fit_power_law", "frontier", "compute_optimal", "chinchilla_optimal"]
 

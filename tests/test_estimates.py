@@ -1,4 +1,4 @@
-"""Tests for labkit.compute (6·N·D, training time, training memory, readable units) and for the
+"""Tests for labkit.estimates (6·N·D, training time, training memory, readable units) and for the
 table of well-known models it is checked against (datasets/large_models, labkit.data.load_table)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import compute, data
-from labkit.compute import (
+from labkit import data, estimates
+from labkit.estimates import (
     REFERENCE_ACCELERATORS,
     format_bytes,
     format_count,
@@ -177,7 +177,7 @@ def test_format_rejects_negative():
 
 
 def test_module_docstring_examples_run():
-    result = doctest.testmod(compute)
+    result = doctest.testmod(estimates)
     assert result.attempted >= 3 and result.failed == 0
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import curve_fit
 
 from labkit import scaling
-from labkit.compute import training_flops
+from labkit.estimates import training_flops
 
 
 def test_fit_equals_numpy_polyfit_in_log_space():
