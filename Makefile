@@ -77,6 +77,7 @@ doctor: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/pretraining.py
+	$(BIN)/python benchmarks/nanogpt_recipe.py
 	$(BIN)/python benchmarks/kv_cache.py
 	$(BIN)/python benchmarks/llm_generation.py
 	$(BIN)/python benchmarks/bpe_encode.py
