@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.checks import ch00, ch01, ch02, ch03, ch04, ch05
+from labkit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a
 from labkit.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -47,6 +47,7 @@ PME = {
     "03.6": ch03.LOSS_SCALE,
     "04.6": ch04.FINITE_STEP,
     "05.6": ch05.CONV_WORK,
+    "06.14": ch06a.POSITIONS,
 }
 
 

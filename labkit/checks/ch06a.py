@@ -18,10 +18,17 @@ The stub cells in ``chapters/06a_tokens_and_attention.ipynb``::
         raise NotImplementedError  # TODO: like causal_attention, but query i sees only keys i - window + 1 … i
     check("06.13", sliding_window_attention)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide, run this cell, THEN run the measurement below
+    ...               # the measurement cell: committed = prediction, then the similarities, printed
+    measured = ...     # TODO: the mean cosine similarity of neighbouring positions, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("06.14", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -30,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labkit.checks.predict import PredictMeasureExplain
 from labkit.exercises import Hint, close, exercise, expect_callable, expect_tensor, same_shape
 
 
@@ -446,3 +454,66 @@ exercise(
             q @ k.T / math.sqrt(q.shape[-1]), dim=-1).masked_fill(_window_mask(len(q), window), 0.0) @ v,
     ],
 )(_check_sliding_window_attention)
+
+
+# --------------------------------------------------------------------------- 06.14 where positions end up
+
+
+@functools.cache
+def position_similarities(name: str = "shakespeare_char") -> dict[str, float]:
+    """Mean cosine similarity of the shipped model's position vectors (its `wpe` table, (T, C)): of
+    neighbours (i, i + 1), of positions 32 or more apart, and of as many random vectors of the same
+    size (what the table started from). Reads the checkpoint; leaves the notebook's random stream alone."""
+    from labkit.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+
+    model = load_checkpoint(CHECKPOINTS_DIR / name)[0]
+    table = F.normalize(model.transformer.wpe.weight.detach(), dim=-1)  # (T, C), unit rows
+    similarity = table @ table.T                                          # (T, T) cosines
+    T = len(table)
+    generator = torch.Generator().manual_seed(0)
+    random = F.normalize(torch.randn(table.shape, generator=generator), dim=-1)
+    return {"neighbours": torch.diagonal(similarity, 1).mean().item(),
+            "far": similarity[torch.ones(T, T, dtype=torch.bool).triu(32)].mean().item(),
+            "random": torch.diagonal(random @ random.T, 1).mean().item()}
+
+
+def _kind(similarity: float) -> str:
+    return "b" if similarity >= 0.2 else "c" if similarity <= -0.2 else "a"
+
+
+POSITIONS = PredictMeasureExplain(
+    predictions={
+        "a": "about 0, as for two random vectors: nothing in training ties position 7 to position 8",
+        "b": "clearly positive (0.2 or more): neighbouring positions end up alike",
+        "c": "clearly negative (-0.2 or less): training pushes neighbours apart, so that the model can tell them apart",
+    },
+    explanations={
+        "a": "text seen from position i or from i + 1 looks almost the same, so what the model must know about the "
+             "two positions is nearly the same and their gradients pull their vectors the same way; positions far "
+             "apart need different things",
+        "b": "the table started as sine waves, as in the original Transformer, so neighbours were alike from the start",
+        "c": "any two vectors of 192 numbers point roughly the same way; the similarity says nothing about training",
+    },
+    measure=lambda: position_similarities()["neighbours"],
+    predicted=_kind,
+    explained=lambda similarity: "a" if similarity >= 0.2 else "none",
+    what="the mean cosine similarity of neighbouring position vectors",
+    wrong_explanations={
+        "b": "labkit's GPT, like GPT-2, starts its position table random (nn.Embedding), not as sine waves; "
+             "the random vectors printed beside the measurement show where it started",
+        "c": "look at the random vectors printed beside the measurement: two random vectors of 192 numbers are "
+             "nearly orthogonal (similarity about 0)",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, position_similarities()["far"], rel_tol=0.02, abs_tol=0.005),
+         "that is the similarity of positions 32 or more apart; `measured` is the neighbours'"),
+        (lambda value, true: math.isclose(value, position_similarities()["random"], rel_tol=0.02, abs_tol=0.005),
+         "that is the similarity of random vectors; `measured` is the trained model's neighbours'"),
+    ),
+    abs_tol=0.002,
+)
+
+POSITIONS.register(
+    "06.14", "Predict, measure, explain: where the positions end up", module=__name__,
+    wrong_measurements=(lambda: position_similarities()["far"], lambda: position_similarities()["random"]),
+)
