@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         load_pretrained as load_pretrained,
         save_checkpoint as save_checkpoint,
     )
+    from .course.exercises import check as check, compare as compare, summary as summary
     from .data import (
         class_names as class_names,
         gpt2_ranks_path as gpt2_ranks_path,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     )
     from .device import get_device as get_device
     from .evaluation import evaluate as evaluate, predict as predict
-    from .exercises import check as check, compare as compare, summary as summary
     from .finetune import (
         GPTClassifier as GPTClassifier,
         LoRALinear as LoRALinear,
@@ -148,7 +148,7 @@ PUBLIC: dict[str, str] = {
     # memory and speed (chapter 08a)
     "count_saved_tensors": "memory", "activation_bytes": "memory", "gpt_training_memory": "memory",
     # interaction and exercises
-    "HyperparameterPanel": "widgets", "check": "exercises", "summary": "exercises", "compare": "exercises",
+    "HyperparameterPanel": "widgets", "check": "course.exercises", "summary": "course.exercises", "compare": "course.exercises",
 }
 
 __version__ = "0.1.0"

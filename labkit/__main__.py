@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_doctor(benchmark=not args.no_benchmark)
         print(report)
         return 0 if report.ok else 1
-    from .grading import main as grade_main
+    from .course.grading import main as grade_main
 
     return grade_main(rest)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.checks import ch05
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch05
+from labkit.course.exercises import chapter_exercises, check
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER = REPO / "chapters" / "05_practice_cnn.ipynb"

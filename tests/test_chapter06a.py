@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from labkit.checks import ch06a
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch06a
+from labkit.course.exercises import chapter_exercises, check
 from labkit.gpt import GPT, GPTConfig
 from labkit.tokenizers import merge as labkit_merge
 from notebook_cells import cells as _cells, code_cells as _code_cells

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.checks import ch06b
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch06b
+from labkit.course.exercises import chapter_exercises, check
 from labkit.gpt import GPT, GPTConfig
 from labkit.lm import configure_optimizer, lr_at
 from notebook_cells import cells as _cells, code_cells as _code_cells

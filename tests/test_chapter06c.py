@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.checks import ch06c
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch06c
+from labkit.course.exercises import chapter_exercises, check
 from labkit.gpt import filter_logits
 from notebook_cells import cells as _cells, code_cells as _code_cells
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.checks import ch06d
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch06d
+from labkit.course.exercises import chapter_exercises, check
 from labkit.llama import Llama, LlamaConfig, Rotary, apply_rotary
 from notebook_cells import cells as _cells, code_cells as _code_cells
 

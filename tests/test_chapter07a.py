@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.checks import ch07a
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch07a
+from labkit.course.exercises import chapter_exercises, check
 from labkit.finetune import freeze, parameter_counts, unfreeze
 from notebook_cells import cells as _cells, code_cells as _code_cells
 
@@ -37,7 +37,7 @@ def test_first_code_cell_seeds_and_offers_a_full_run():
 
 
 @pytest.mark.skipif(not (REPO / "labkit" / "checks" / "ch07.py").exists(),
-                    reason="labkit/checks/ch07.py does not exist yet: the notebooks import ch07a themselves")
+                    reason="labkit/course/checks/ch07.py does not exist yet: the notebooks import ch07a themselves")
 def test_no_development_leftovers():
     for path in (CHAPTER, SOLUTIONS):
         assert "DEVELOPMENT ONLY" not in "\n".join(_code_cells(path)), f"{path.name} still points at a development setting"

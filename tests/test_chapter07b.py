@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from labkit.checks import ch07b
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch07b
+from labkit.course.exercises import chapter_exercises, check
 from labkit.finetune import LoRALinear
 from notebook_cells import cells as _cells, code_cells as _code_cells
 

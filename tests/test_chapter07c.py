@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.checks import ch07c
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch07c
+from labkit.course.exercises import chapter_exercises, check
 from labkit.gpt import GPT
 from labkit.instruct import IGNORE_INDEX, InstructionCollator
 from labkit.tokenizers import BPETokenizer

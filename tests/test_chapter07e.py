@@ -62,7 +62,7 @@ def test_bad_block_and_bad_states_get_clear_errors() -> None:
 
 
 def test_lora_count_reference_equals_apply_lora_on_real_blocks() -> None:
-    from labkit.checks import ch07e
+    from labkit.course.checks import ch07e
     from labkit.finetune import apply_lora
 
     model = _tiny()
@@ -73,7 +73,7 @@ def test_lora_count_reference_equals_apply_lora_on_real_blocks() -> None:
 
 
 def test_the_share_trained_uses_smollm2s_true_parameter_count() -> None:
-    from labkit.checks import ch07e
+    from labkit.course.checks import ch07e
 
     config = LlamaConfig()
     with torch.device("meta"):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.checks import ch08a
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch08a
+from labkit.course.exercises import chapter_exercises, check
 from labkit.gpt import GPT, GPTConfig
 from labkit.memory import gpt_activation_bytes
 from labkit.roofline import attainable_gflops, matmul_intensity

@@ -9,8 +9,8 @@ import math
 import re
 from pathlib import Path
 
-from labkit.checks import ch08b
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch08b
+from labkit.course.exercises import chapter_exercises, check
 from labkit.parallelism import data_parallel_speedup, ring_all_reduce_bytes, zero_bytes_per_device
 from notebook_cells import cells as _cells, code_cells as _code_cells, run_widget_slice
 

@@ -15,8 +15,8 @@ from gguf import GGMLQuantizationType, quants
 from torch import nn
 from torch.nn.utils import prune
 
-from labkit.checks import ch08c
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch08c
+from labkit.course.exercises import chapter_exercises
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit import moe
-from labkit.checks import ch08d
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch08d
+from labkit.course.exercises import chapter_exercises
 from labkit.gpt import GPT, GPTConfig
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 

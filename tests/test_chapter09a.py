@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import distributions as D
 
 from labkit import vision
-from labkit.checks import ch09a
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch09a
+from labkit.course.exercises import chapter_exercises
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

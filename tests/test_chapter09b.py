@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from labkit.checks import ch09b
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch09b
+from labkit.course.exercises import chapter_exercises
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

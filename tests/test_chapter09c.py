@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from labkit import games, seq2seq
-from labkit.checks import ch09c
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch09c
+from labkit.course.exercises import chapter_exercises
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.checks import ch10
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch10
+from labkit.course.exercises import chapter_exercises, check
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

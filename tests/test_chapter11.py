@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from labkit import privacy, scaling
-from labkit.checks import ch11a, ch11b
-from labkit.exercises import chapter_exercises
+from labkit.course.checks import ch11a, ch11b
+from labkit.course.exercises import chapter_exercises
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 
 REPO = Path(__file__).resolve().parent.parent

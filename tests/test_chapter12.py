@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.checks import ch12
-from labkit.exercises import chapter_exercises, check
+from labkit.course.checks import ch12
+from labkit.course.exercises import chapter_exercises, check
 from labkit.metrics import accuracy_interval, auc, kfold_indices, roc_auc, roc_curve
 from notebook_cells import code_cells as _code_cells, run_widget_slice
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import exercises
-from labkit.exercises import (
+from labkit.course import exercises
+from labkit.course.exercises import (
     MIME_TYPE,
     CheckResult,
     Exercise,
@@ -250,10 +250,10 @@ def test_notebook_shows_each_result_once_with_its_json():
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
 
-    from labkit.grading import _kernel_env, _kernel_manager
+    from labkit.course.grading import _kernel_env, _kernel_manager
 
     sources = [
-        "import torch\nfrom labkit.exercises import check, summary",
+        "import torch\nfrom labkit.course.exercises import check, summary",
         'check("00.1", torch.ones(3, 4))',                         # last expression: shown once
         'result = check("00.1", None)',                            # assigned: shown once
         "result",                                                  # shown again on request
@@ -275,7 +275,7 @@ def test_notebook_shows_each_result_once_with_its_json():
 
 
 def test_compare_prints_the_difference_and_stops_when_too_far(capsys):
-    from labkit.exercises import compare
+    from labkit.course.exercises import compare
 
     assert compare("same", torch.ones(3), torch.ones(3)) == 0.0
     assert "max abs diff 0.0e+00  ✓" in capsys.readouterr().out

@@ -24,15 +24,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labkit import grading, sandbox
-from labkit.exercises import MIME_TYPE, chapter_exercises
-from labkit.grading import GradeTable, NotebookRun, StudentGrade, grade, verified_results
-from labkit.grading_kernel import sign
+from labkit.course import grading, sandbox
+from labkit.course.exercises import MIME_TYPE, chapter_exercises
+from labkit.course.grading import GradeTable, NotebookRun, StudentGrade, grade, verified_results
+from labkit.course.grading_kernel import sign
 
 REPO = Path(__file__).resolve().parent.parent
 IDS_00 = [ex.id for ex in chapter_exercises("00")]  # chapter 00's exercises: the columns of its grade table
 HEADER = ["student", *IDS_00, "total", "percent", "status", "isolation", "notes"]
-IMPORTS = "import torch\nfrom labkit.exercises import check"
+IMPORTS = "import torch\nfrom labkit.course.exercises import check"
 ONES = 'check("00.1", torch.ones(3, 4))'
 
 
@@ -117,7 +117,7 @@ def test_only_results_signed_for_this_run_count_and_the_last_one_wins():
 
 def test_the_scan_names_the_graders_private_machinery():
     nb = new_notebook(cells=[new_code_cell("x = 1  # _REGISTRY in a comment counts too"), new_markdown_cell("_run_check"),
-                             new_code_cell("import labkit.exercises as e\ne._run_check = None"),
+                             new_code_cell("import labkit.course.exercises as e\ne._run_check = None"),
                              new_code_cell('sys.modules["_labkit_grader"]'), new_code_cell("check('00.1', ones)")])
     assert grading._tamper_marks(nb) == ["cell 1: _REGISTRY", "cell 3: _run_check", "cell 4: _labkit_grader"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.exercises import chapter_exercises, check
+from labkit.course.exercises import chapter_exercises, check
 from notebook_cells import cells as _cells, code_cells as _code_cells, stand_in, widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ EXERCISES = [
 @pytest.mark.parametrize("chapter", NOTEBOOKS)
 def test_every_chapter_has_solutions_and_exercises(chapter):
     assert _solutions(chapter).exists(), f"{chapter.name} has no solutions notebook"
-    assert chapter_exercises(_notebook_id(chapter)), f"{chapter.name} has no exercises (labkit/checks)"
+    assert chapter_exercises(_notebook_id(chapter)), f"{chapter.name} has no exercises (labkit/course/checks)"
 
 
 @pytest.mark.parametrize("path", BOTH)

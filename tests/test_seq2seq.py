@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit import seq2seq
-from labkit.checks import ch09c
+from labkit.course.checks import ch09c
 
 
 @pytest.mark.parametrize("n, text", [

@@ -10,8 +10,8 @@ import itertools
 import pytest
 import torch
 
-from labkit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a
-from labkit.exercises import check
+from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a
+from labkit.course.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
 
