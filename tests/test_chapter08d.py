@@ -26,8 +26,8 @@ CHAPTER = REPO / "chapters" / f"{NAME}.ipynb"
 IDS = [ex.id for ex in chapter_exercises("08d")]
 
 
-def test_the_notebook_has_exercises_08_12_to_08_14():
-    assert IDS == ["08.12", "08.13", "08.14"]
+def test_the_notebook_has_exercises_08_12_to_08_15():
+    assert IDS == ["08.12", "08.13", "08.14", "08.15"]
 
 
 def test_timing_and_widget_cells_are_marked_for_nbval():
@@ -83,3 +83,16 @@ def test_parameter_reference_equals_the_models_count(case):
     config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=1, n_embd=n_embd)
     model = moe.use_moe(GPT(config), n_experts, top_k)
     assert ch08d._reference_predicted_parameters(*case) == moe.parameter_counts(model)
+
+
+def test_08_15_measures_the_chapters_race_model():
+    """08.15's check recomputes the share on its own copy of the race's settings: they must be the chapter's."""
+    source = "\n".join(_code_cells(CHAPTER))
+    match = re.search(r"^RACE = dict\((.*)\)$", source, re.MULTILINE)
+    assert match, "the chapter defines RACE = dict(...) on one line"
+    settings = dict(item.split("=") for item in match.group(1).replace(" ", "").split(","))
+    assert settings.pop("vocab_size") == "V"
+    assert {key: int(value) for key, value in settings.items()} == {k: v for k, v in ch08d.RACE.items() if k != "vocab_size"}
+    from labkit.checkpoints import load_pretrained
+
+    assert ch08d.RACE["vocab_size"] == load_pretrained("shakespeare_char")[1].vocab_size  # the chapter's V

@@ -14,6 +14,12 @@ The stub cells in ``chapters/08d_distillation_and_experts.ipynb``::
         raise NotImplementedError  # TODO: (total, active) parameters of the course GPT with use_moe
     check("08.14", predicted_parameters)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide, run this cell, THEN run the measurement below
+    ...               # the measurement cell: committed = prediction, then the counts, printed
+    measured = ...     # TODO: the share of the parameters one token uses with 64 experts, top-2, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("08.15", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import distill, moe
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 
 
@@ -208,7 +215,7 @@ def _no_router(*case: int) -> tuple[int, int]:
 
 exercise(
     "08.14",
-    title="Predict, measure, explain: total and active parameters",
+    title="Total and active parameters, by formula",
     reference=lambda: _reference_predicted_parameters,
     stub=lambda: _not_done,
     wrong=[
@@ -218,3 +225,60 @@ exercise(
     ],
 )(_check_predicted_parameters)
 
+
+# --------------------------------------------------------------------------- 08.15 the share a token uses
+
+RACE = dict(vocab_size=70, block_size=64, n_layer=2, n_head=4, n_embd=64)  # the chapter's race model (V: Shakespeare)
+MANY, TOP = 64, 2                                                           # the experts the question asks about
+
+
+def active_share(n_experts: int = MANY, top_k: int = TOP) -> float:
+    """The share of the race model's parameters that one token uses after ``use_moe(n_experts, top_k)``:
+    active / total from `moe.parameter_counts`. Leaves the notebook's random stream alone."""
+    from labkit.gpt import GPT, GPTConfig
+
+    with torch.random.fork_rng(devices=[]):
+        model = moe.use_moe(GPT(GPTConfig(**RACE)), n_experts=n_experts, top_k=top_k)
+    total, active = moe.parameter_counts(model)
+    return active / total
+
+
+def _share_kind(share: float) -> str:
+    return "a" if share < 1.1 * TOP / MANY else "b" if share < 0.15 else "c"
+
+
+SHARE = PredictMeasureExplain(
+    predictions={
+        "a": f"k / E = {TOP}/{MANY}, about {TOP / MANY:.1%}: the router picks {TOP} of the {MANY} experts",
+        "b": "somewhat above k / E, still under 15%",
+        "c": "about the same share as with 4 experts and k = 1 (about a third)",
+    },
+    explanations={
+        "a": "every token also runs through the parts all tokens share (embeddings, attention, LayerNorms, the "
+             "routers); next to 64 experts they are small, so the share comes near k / E but stays above it",
+        "b": f"each of the {MANY} experts is smaller than the dense MLP, so the experts hold a smaller share",
+        "c": "the routers grow with E, and their parameters take most of the count",
+    },
+    measure=active_share,
+    predicted=_share_kind,
+    explained=lambda share: "a" if TOP / MANY < share < 0.15 else "none",
+    what=f"the share of the parameters one token uses with {MANY} experts, top-{TOP} (a fraction, 0 … 1)",
+    wrong_explanations={
+        "b": "use_moe copies the dense MLP into every expert: each expert has exactly the MLP's parameters",
+        "c": f"a router is one C × E matrix per block ({RACE['n_embd']} × {MANY} numbers), against {MANY} MLPs of "
+             f"about 8·C² each",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "that is a percentage; `measured` is the fraction (between 0 and 1)"),
+        (lambda value, true: math.isclose(value, active_share(4, 1), rel_tol=0.02),
+         "that is the race's model (4 experts, top-1); the question is 64 experts, top-2"),
+        (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.02),
+         "that is total / active; `measured` is active / total"),
+    ),
+)
+
+SHARE.register(
+    "08.15", "Predict, measure, explain: the share of a MoE's parameters a token uses", module=__name__,
+    wrong_measurements=(lambda: active_share(4, 1), lambda: 100 * active_share(), lambda: 1 / active_share()),
+)
