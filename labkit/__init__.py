@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         lm_loss as lm_loss,
         train_lm as train_lm,
     )
+    from .machine import fastest_dtype as fastest_dtype
     from .memory import (
         activation_bytes as activation_bytes,
         count_saved_tensors as count_saved_tensors,
@@ -112,7 +113,7 @@ if TYPE_CHECKING:
 
 PUBLIC: dict[str, str] = {
     # the machine
-    "doctor": "readiness", "get_device": "device", "seed_everything": "seed",
+    "doctor": "readiness", "get_device": "device", "seed_everything": "seed", "fastest_dtype": "machine",
     # data
     "load_images": "data", "torchvision_dataset": "data", "class_names": "data", "load_table": "data",
     # training

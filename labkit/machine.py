@@ -2,7 +2,10 @@
 
 `matmul_gflops` times matrix multiplies on a device and dtype; chapter 00's `doctor` reports it,
 chapter 01 turns it into training-time estimates, 06b and 08a compare it with what training
-reaches (`labkit.roofline` pairs it with memory bandwidth).
+reaches (`labkit.roofline` pairs it with memory bandwidth). `fastest_dtype` uses it to choose
+between float32 and bfloat16 for running a model (chapter 07e): bf16 halves the memory everywhere,
+but it is faster only where the hardware has bf16 instructions; elsewhere it can be several
+times slower.
 """
 from __future__ import annotations
 
@@ -10,18 +13,18 @@ import time
 
 import torch
 
-__all__ = ["matmul_gflops"]
+__all__ = ["fastest_dtype", "matmul_gflops"]
 
 
-_MEASURED: dict[tuple[str, str], float] = {}
+_MEASURED: dict[tuple[str, str, int], float] = {}
 
 
 def matmul_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024, seconds: float = 0.5) -> float:
     """Measured matrix-multiply speed in GFLOP/s: multiplies two (size, size) matrices for about
     `seconds` (in five windows, keeping the fastest) and counts 2·size³ floating-point operations
-    per product. Cached per process."""
+    per product. Cached per process (per device, dtype and size)."""
     device = torch.device(device)
-    key = (str(device), str(dtype))
+    key = (str(device), str(dtype), size)
     if key in _MEASURED:
         return _MEASURED[key]
     a = torch.randn(size, size, device=device).to(dtype)
@@ -51,3 +54,22 @@ def matmul_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch
         best = max(best, 2 * size**3 * runs / elapsed / 1e9)
     _MEASURED[key] = best
     return best
+
+
+def fastest_dtype(device: torch.device | str = "cpu", *, size: int = 512, margin: float = 1.2) -> torch.dtype:
+    """torch.bfloat16 where (size, size) bf16 products measure at least ``margin`` times the float32
+    rate on ``device``, else torch.float32. On a GPU with bf16 support bf16 wins by far; on a CPU it
+    depends on the chip: with AVX-512 BF16 (or AMX) it is about 2× faster, without it the products
+    fall back to slow code (about 1 GFLOP/s on some machines, against 100+ for float32).
+
+    Both rates come from `matmul_gflops` (about 0.2 s each, cached). Chapter 07e runs SmolLM2 in
+    the dtype this returns.
+    """
+    device = torch.device(device)
+    from .device import supports_bf16
+
+    if not supports_bf16(device):
+        return torch.float32
+    fp32 = matmul_gflops(device, torch.float32, size=size, seconds=0.2)
+    bf16 = matmul_gflops(device, torch.bfloat16, size=size, seconds=0.2)
+    return torch.bfloat16 if bf16 >= margin * fp32 else torch.float32

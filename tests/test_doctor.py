@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import labkit
-from labkit import machine
+from labkit import device as device_module, machine
 from labkit.device import device_reason, get_device
 
 doctor_module = importlib.import_module("labkit.readiness")
@@ -31,6 +31,36 @@ def test_matmul_measurement_counts_flops():
     machine._MEASURED.clear()
     gflops = machine.matmul_gflops("cpu", torch.float32, size=256, seconds=0.05)
     assert 0.01 < gflops < 100_000  # a positive, finite measurement: under a load of 14 here it read 0.49
+
+
+def test_measurements_are_cached_per_size():
+    machine._MEASURED.clear()
+    machine.matmul_gflops("cpu", torch.float32, size=64, seconds=0.01)
+    machine.matmul_gflops("cpu", torch.float32, size=128, seconds=0.01)
+    assert set(machine._MEASURED) == {("cpu", "torch.float32", 64), ("cpu", "torch.float32", 128)}
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "expected"), [
+    (150.0, 350.0, torch.bfloat16),   # a CPU with AVX-512 BF16: bf16 about 2.3x
+    (175.0, 1.2, torch.float32),      # a CPU without bf16 instructions (measured here: 175 and 1.2 GFLOP/s)
+    (100.0, 110.0, torch.float32),    # within the margin: not worth the rounding
+])
+def test_fastest_dtype_takes_bf16_only_where_it_measures_faster(monkeypatch, fp32, bf16, expected):
+    rates = {torch.float32: fp32, torch.bfloat16: bf16}
+    monkeypatch.setattr(machine, "matmul_gflops", lambda device, dtype, **kw: rates[dtype])
+    assert machine.fastest_dtype("cpu") == expected
+
+
+def test_fastest_dtype_measures_nothing_where_bf16_is_unsupported(monkeypatch):
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured a device without bf16")
+    monkeypatch.setattr(machine, "matmul_gflops", no_measuring)
+    monkeypatch.setattr(device_module, "supports_bf16", lambda device: False)
+    assert machine.fastest_dtype("cpu") == torch.float32
+
+
+def test_fastest_dtype_on_this_machine_is_a_float_dtype():
+    assert labkit.fastest_dtype() in (torch.float32, torch.bfloat16)
 
 
 def test_a_missing_package_is_a_failed_check_with_a_fix(monkeypatch):
