@@ -27,8 +27,21 @@ SOLUTIONS = REPO / "solutions" / "06b_pretraining_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06b")]
 
 
-def test_the_notebook_has_exercises_06_4_and_06_5():
-    assert IDS == ["06.4", "06.5"]
+def test_the_notebook_has_exercises_06_4_06_5_and_06_15():
+    assert IDS == ["06.4", "06.5", "06.15"]
+
+
+def test_06_15_chapter_and_solution_measure_what_the_check_recomputes():
+    """The chapter's measurement cell is the solution's (whose run the check verifies against
+    `ch06b.untrained_losses`), from the batch on: the same batch, seeds and stds."""
+    def measurement(path):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction") and "untrained" in c)
+        return cell[cell.index("x_val, y_val = get_batch("):]
+    chapter = measurement(CHAPTER)
+    assert chapter == measurement(SOLUTIONS)
+    assert "torch.Generator().manual_seed(0)" in chapter and "for std in (0.02, 1.0):" in chapter
+    losses = ch06b.untrained_losses()
+    assert losses["std 0.02"] < losses["ln V"] + 0.1 < 3 * losses["ln V"] <= losses["std 1"]
 
 
 def test_first_code_cell_seeds_and_offers_a_full_run():

@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a, ch08d
+from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a, ch06b, ch08d
 from labkit.course.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -48,6 +48,7 @@ PME = {
     "04.6": ch04.FINITE_STEP,
     "05.6": ch05.CONV_WORK,
     "06.14": ch06a.POSITIONS,
+    "06.15": ch06b.INIT_SCALE,
     "08.15": ch08d.SHARE,
 }
 

@@ -1,4 +1,5 @@
-"""Checks for chapter 06b (pretraining a GPT: the training loop's schedule and optimizer groups).
+"""Checks for chapter 06b (pretraining a GPT: the training loop's schedule, its optimizer groups, and
+the loss before training).
 
 The stub cells in ``chapters/06b_pretraining.ipynb``::
 
@@ -10,10 +11,17 @@ The stub cells in ``chapters/06b_pretraining.ipynb``::
         raise NotImplementedError  # TODO: return (names that decay, names that don't)
     check("06.5", weight_decay_groups)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide, run this cell, THEN run the measurement below
+    ...               # the measurement cell: char-tiny's loss with every weight matrix drawn with std 1
+    measured = ...     # TODO: the loss of the std-1 model, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("06.15", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 
 
@@ -269,3 +278,79 @@ exercise(
         lambda: _groups_of_tensors,
     ],
 )(_check_weight_decay_groups)
+
+
+# --------------------------------------------------------------------------- 06.15 the loss before training
+
+
+@functools.cache
+def untrained_losses(stds: tuple[float, ...] = (0.02, 1.0)) -> dict[str, float]:
+    """Section 1's "char-tiny" GPT for Shakespeare, untrained, with every weight matrix and embedding
+    table (every parameter of ≥ 2 dimensions) drawn from N(0, std²) by a generator seeded 0: its loss
+    on one batch of 32 validation windows (the batch `get_batch` draws with a generator seeded 0),
+    for each std; and "ln V". As the measurement cell of 06.15 computes it; leaves the notebook's
+    random stream alone."""
+    from labkit.data import load_text
+    from labkit.gpt import GPT, GPTConfig
+    from labkit.lm import get_batch, lm_loss
+    from labkit.tokenizers import CharTokenizer
+
+    train_text, val_text = load_text("shakespeare", "train"), load_text("shakespeare", "val")
+    tokenizer = CharTokenizer(train_text + val_text)
+    val_ids = torch.tensor(tokenizer.encode(val_text))
+    config = GPTConfig.preset("char-tiny", vocab_size=tokenizer.vocab_size)
+    x, y = get_batch(val_ids, 32, config.block_size, torch.Generator().manual_seed(0))
+    losses = {"ln V": math.log(tokenizer.vocab_size)}
+    with torch.random.fork_rng(devices=[]):
+        for std in stds:
+            model = GPT(config).eval()
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.dim() >= 2:
+                        p.copy_(std * torch.randn(p.shape, generator=generator))
+                losses[f"std {std:g}"] = lm_loss(model(x), y).item()
+    return losses
+
+
+def _loss_kind(loss: float) -> str:
+    ln_v = untrained_losses()["ln V"]
+    return "a" if abs(loss - ln_v) < 0.5 else "c" if loss >= 3 * ln_v else "b"
+
+
+INIT_SCALE = PredictMeasureExplain(
+    predictions={
+        "a": "about ln V, as with GPT-2's small weights: an untrained model knows nothing either way",
+        "b": "above ln V, but less than three times ln V",
+        "c": "three times ln V or more",
+    },
+    explanations={
+        "a": "the logits are the final (LayerNorm-ed) hidden vector times the token embedding; with entries of "
+             "size 1 over 128 numbers they spread over tens, so the softmax is sure of a random character, and "
+             "cross-entropy charges −ln p of the right one, far more than ln V for a confident wrong guess",
+        "b": "weights of size 1 make the gradients explode, and exploding gradients raise the loss",
+        "c": "a model with no training gives every character probability 1/V whatever its weights, so its loss "
+             "is ln V",
+    },
+    measure=lambda: untrained_losses()["std 1"],
+    predicted=_loss_kind,
+    explained=lambda loss: "a" if loss > untrained_losses()["ln V"] + 0.5 else "none",
+    what="the loss of the untrained model whose weights were drawn with std 1",
+    wrong_explanations={
+        "b": "no gradient was computed: the loss was measured by one forward pass, before any training step",
+        "c": "the measurement says otherwise: uniform probabilities need logits that are all equal, which small "
+             "weights give and large ones do not",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, untrained_losses()["std 0.02"], abs_tol=0.005),
+         "that is the model with GPT-2's std 0.02; `measured` is the std-1 model's loss"),
+        (lambda value, true: math.isclose(value, untrained_losses()["ln V"], abs_tol=0.005),
+         "that is ln V, the loss of uniform guessing; `measured` is the std-1 model's loss"),
+    ),
+    abs_tol=0.001,
+)
+
+INIT_SCALE.register(
+    "06.15", "Predict, measure, explain: the loss before training", module=__name__,
+    wrong_measurements=(lambda: untrained_losses()["std 0.02"], lambda: untrained_losses()["ln V"]),
+)
