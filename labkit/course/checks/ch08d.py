@@ -228,7 +228,7 @@ exercise(
 
 # --------------------------------------------------------------------------- 08.15 the share a token uses
 
-RACE = dict(vocab_size=70, block_size=64, n_layer=2, n_head=4, n_embd=64)  # the chapter's race model (V: Shakespeare)
+RACE: dict[str, Any] = dict(vocab_size=70, block_size=64, n_layer=2, n_head=4, n_embd=64)  # the chapter's race model (V: Shakespeare)
 MANY, TOP = 64, 2                                                           # the experts the question asks about
 
 
