@@ -33,6 +33,17 @@ def test_matmul_measurement_counts_flops():
     assert 0.01 < gflops < 100_000  # a positive, finite measurement: under a load of 14 here it read 0.49
 
 
+def test_a_product_slower_than_a_window_is_measured_once(monkeypatch):
+    """A slow dtype (bf16 without bf16 instructions: seconds per product) is timed by one product
+    after the warm-up, not a dozen: here every product takes longer than the whole budget."""
+    machine._MEASURED.clear()
+    calls = []
+    real = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: calls.append(1) or real(a, b))
+    gflops = machine.matmul_gflops("cpu", torch.float32, size=64, seconds=1e-9)
+    assert len(calls) == 2 and gflops > 0  # the warm-up and the measured product
+
+
 def test_measurements_are_cached_per_size():
     machine._MEASURED.clear()
     machine.matmul_gflops("cpu", torch.float32, size=64, seconds=0.01)
