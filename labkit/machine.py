@@ -2,7 +2,7 @@
 
 `matmul_gflops` times matrix multiplies on a device and dtype; chapter 00's `doctor` reports it,
 chapter 01 turns it into training-time estimates, 06b and 08a compare it with what training
-reaches (`labkit.roofline` pairs it with memory bandwidth). `fastest_dtype` uses it to choose
+reaches (`labkit.roofline` pairs it with memory bandwidth). `fastest_dtype` uses it (`dtype_rates`) to choose
 between float32 and bfloat16 for running a model (chapter 07e): bf16 halves the memory everywhere,
 but it is faster only where the hardware has bf16 instructions; elsewhere it can be several
 times slower.
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-__all__ = ["fastest_dtype", "matmul_gflops"]
+__all__ = ["dtype_rates", "fastest_dtype", "matmul_gflops"]
 
 
 _MEASURED: dict[tuple[str, str, int], float] = {}
@@ -66,20 +66,26 @@ def matmul_gflops(device: torch.device | str = "cpu", dtype: torch.dtype = torch
     return best
 
 
-def fastest_dtype(device: torch.device | str = "cpu", *, size: int = 512, margin: float = 1.2) -> torch.dtype:
-    """torch.bfloat16 where (size, size) bf16 products measure at least ``margin`` times the float32
-    rate on ``device``, else torch.float32. On a GPU with bf16 support bf16 wins by far; on a CPU it
-    depends on the chip: with AVX-512 BF16 (or AMX) it is about 2× faster, without it the products
-    fall back to slow code (about 1 GFLOP/s on some machines, against 100+ for float32).
-
-    Both rates come from `matmul_gflops` (about 0.2 s each, cached). Chapter 07e runs SmolLM2 in
-    the dtype this returns.
-    """
-    device = torch.device(device)
+def dtype_rates(device: torch.device | str = "cpu", size: int = 512) -> dict[torch.dtype, float]:
+    """GFLOP/s of (size, size) products on ``device`` in float32 and, where the device runs it at
+    all, bfloat16: what `fastest_dtype` compares (about 0.2 s each, cached by `matmul_gflops`)."""
     from .device import supports_bf16
 
-    if not supports_bf16(device):
+    device = torch.device(device)
+    dtypes = [torch.float32] + ([torch.bfloat16] if supports_bf16(device) else [])
+    return {dtype: matmul_gflops(device, dtype, size=size, seconds=0.2) for dtype in dtypes}
+
+
+def fastest_dtype(device: torch.device | str = "cpu", *, size: int = 512, margin: float = 1.2) -> torch.dtype:
+    """torch.bfloat16 where (size, size) bf16 products measure at least ``margin`` times the float32
+    rate on ``device`` (`dtype_rates`), else torch.float32. On a GPU with bf16 support bf16 wins by
+    far; on a CPU it depends on the chip: with AVX-512 BF16 (or AMX) it is about 2× faster, without
+    it the products fall back to slow code (about 1 GFLOP/s on some machines, against 100+ for
+    float32). Chapter 07e runs SmolLM2 in the dtype this returns and prints the rates.
+    """
+    from .device import supports_bf16
+
+    if not supports_bf16(torch.device(device)):
         return torch.float32
-    fp32 = matmul_gflops(device, torch.float32, size=size, seconds=0.2)
-    bf16 = matmul_gflops(device, torch.bfloat16, size=size, seconds=0.2)
-    return torch.bfloat16 if bf16 >= margin * fp32 else torch.float32
+    rates = dtype_rates(device, size)
+    return torch.bfloat16 if rates[torch.bfloat16] >= margin * rates[torch.float32] else torch.float32

@@ -70,6 +70,14 @@ def test_fastest_dtype_measures_nothing_where_bf16_is_unsupported(monkeypatch):
     assert machine.fastest_dtype("cpu") == torch.float32
 
 
+def test_dtype_rates_are_the_measurements_fastest_dtype_compares():
+    machine._MEASURED.clear()
+    rates = machine.dtype_rates("cpu", size=64)
+    assert set(rates) == {torch.float32, torch.bfloat16} and all(r > 0 for r in rates.values())
+    machine.fastest_dtype("cpu", size=64)
+    assert machine.dtype_rates("cpu", size=64) == rates  # cached: the same numbers a chapter prints
+
+
 def test_fastest_dtype_on_this_machine_is_a_float_dtype():
     assert labkit.fastest_dtype() in (torch.float32, torch.bfloat16)
 
