@@ -238,22 +238,26 @@ class GPTClassifier(nn.Module):
         return self.head(pooled)  # (B, num_classes)
 
 
-def encode_batch(tokenizer: Any, texts: Sequence[str], block_size: int, pad_id: int) -> torch.Tensor:
+def encode_batch(tokenizer: Any, texts: Sequence[str], block_size: int, pad_id: int,
+                 keep: str = "start") -> torch.Tensor:
     """Texts → one LongTensor (N, T) of token ids, right-padded with ``pad_id``; T is the longest
     text's length, at most block_size.
 
-    A text longer than block_size keeps its START (its first block_size tokens): every row then
-    begins at the beginning of a text, as the documents did in pretraining, and the opening of
-    a review or a post usually says what it is about. (To keep the end instead, encode the
-    texts yourself and take ``ids[-block_size:]``.)
+    A text longer than block_size keeps its START by default (``keep="start"``: its first
+    block_size tokens): every row then begins at the beginning of a text, as the documents did in
+    pretraining, and the opening of a review or a post usually says what it is about.
+    ``keep="end"`` keeps its last block_size tokens instead, where a review often gives its verdict.
 
-    Chapter 07b encodes its reviews with it.
+    Chapter 07b encodes its reviews with it, and measures which end to keep.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings; for one text, pass [text]")
-    if not isinstance(block_size, int) or block_size < 1:
+    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
         raise ValueError(f"block_size must be a whole number ≥ 1, got {block_size!r}")
-    rows = [tokenizer.encode(text)[:block_size] for text in texts]
+    if keep not in ("start", "end"):
+        raise ValueError(f'keep must be "start" (the first block_size tokens) or "end" (the last), got {keep!r}')
+    encoded = [tokenizer.encode(text) for text in texts]
+    rows = [ids[:block_size] if keep == "start" else ids[-block_size:] for ids in encoded]
     if not rows:
         raise ValueError("texts is empty: nothing to encode")
     empty = [i for i, row in enumerate(rows) if not row]

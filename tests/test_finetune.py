@@ -133,6 +133,16 @@ def test_encode_batch_pads_right_and_keeps_the_start(tokenizer):
         encode_batch(tokenizer, "one text", block_size=8, pad_id=0)
 
 
+def test_encode_batch_can_keep_the_end(tokenizer):
+    texts = ["Great acting.", "A dull, tedious mess; I left before the end. Boring and far too long."]
+    batch = encode_batch(tokenizer, texts, block_size=8, pad_id=299, keep="end")
+    first = tokenizer.encode(texts[0])
+    assert len(first) < 8 and batch[0, : len(first)].tolist() == first  # a short text is whole either way
+    assert batch[1].tolist() == tokenizer.encode(texts[1])[-8:]          # truncated: the last 8 tokens
+    with pytest.raises(ValueError, match="keep.*'middle'"):
+        encode_batch(tokenizer, texts, block_size=8, pad_id=0, keep="middle")
+
+
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_padding_never_changes_a_rows_logits(tokenizer, pooling):
     pad = 299

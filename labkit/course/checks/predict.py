@@ -75,14 +75,22 @@ class PredictMeasureExplain:
         finds its exercises by the module of their check). Its wrong answers, which the tests prove the
         check rejects: each wrong explanation, a prediction changed after the measurement, a measurement
         run before the prediction, each value of `wrong_measurements` (a plausible misreading) as
-        `measured`, and `more_wrong`."""
-        value = self.measure()
-        wrong_explanations = [option for option in sorted(self.explanations) if option != self.explained(value)]
-        other = next(option for option in sorted(self.predictions) if option != self.predicted(value))
+        `measured`, and `more_wrong`.
+
+        Nothing is measured here: the wrong answers measure when they are made (a check module's import
+        stays cheap, and a measurement that takes seconds runs only when an answer is checked)."""
+        def wrong_explanation(k: int) -> dict[str, Any]:  # the k-th explanation the measurement does not support
+            right = self.explained(self.measure())
+            return self.answer(explanation=[option for option in sorted(self.explanations) if option != right][k])
+
+        def changed_after_measuring() -> dict[str, Any]:
+            outcome = self.predicted(self.measure())
+            return self.answer(committed=outcome, prediction=next(o for o in sorted(self.predictions) if o != outcome))
+
         wrong: list[Callable[[], Any]] = [
-            *(lambda option=option: self.answer(explanation=option) for option in wrong_explanations),
+            *(lambda k=k: wrong_explanation(k) for k in range(len(self.explanations) - 1)),
             *(lambda make=make: self.answer(measured=make()) for make in wrong_measurements),
-            lambda: self.answer(committed=self.predicted(self.measure()), prediction=other),  # changed after measuring
+            changed_after_measuring,
             lambda: self.answer(committed=...),                                                 # measured before predicting
             *more_wrong,
         ]
