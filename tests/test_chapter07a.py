@@ -25,8 +25,37 @@ SOLUTIONS = REPO / "solutions" / "07a_transfer_learning_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("07a")]
 
 
-def test_notebook_has_exercises_07_1_to_07_3_and_only_those():
-    assert IDS == ["07.1", "07.2", "07.3"]
+def test_notebook_has_exercises_07_1_to_07_3_and_07_17_and_only_those():
+    assert IDS == ["07.1", "07.2", "07.3", "07.17"]
+
+
+def test_07_17_chapter_and_solution_measure_what_the_check_recomputes():
+    """The same CNN, seed, noise images, optimizer, zeroing and freezing as `ch07a.frozen_drift`; the chapter's
+    `build_cnn` is the check's `chapter_cnn`."""
+    for path in (CHAPTER, SOLUTIONS):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction"))
+        for line in ("torch.manual_seed(0)\ncnn = build_cnn()",
+                     "torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))",
+                     "y = torch.arange(20) % 10", "torch.optim.Adam(cnn.parameters(), lr=1e-3)",
+                     "optimizer.zero_grad(set_to_none=False)", "before = distance_moved(5)",
+                     'freeze(cnn, ["block1"])', "frozen = distance_moved(5)", "{frozen / before:.4f}"):
+            assert line in cell, (path.name, line)
+    build = next(c for c in _code_cells(CHAPTER) if c.startswith("def build_cnn("))
+    torch.manual_seed(0)
+    namespace: dict = {"nn": nn, "OrderedDict": __import__("collections").OrderedDict,
+                       "trainable_summary": lambda model: ""}
+    exec(build.replace("print(", "(lambda *a: None)("), namespace)
+    torch.manual_seed(0)
+    theirs = namespace["build_cnn"]()
+    torch.manual_seed(0)
+    mine = ch07a.chapter_cnn()
+    assert str(theirs) == str(mine)
+    assert all(torch.equal(a, b) for a, b in zip(theirs.state_dict().values(), mine.state_dict().values()))
+
+
+def test_07_17_a_frozen_weight_keeps_moving_only_while_its_grad_is_a_tensor_of_zeros():
+    assert 0.05 < ch07a.frozen_drift() < 0.95
+    assert ch07a.frozen_drift(set_to_none=True) == 0.0
 
 
 def test_first_code_cell_seeds_and_offers_a_full_run():

@@ -24,8 +24,8 @@ SOLUTIONS = REPO / "solutions" / "07b_classification_and_lora_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("07b")]
 
 
-def test_notebook_has_exercises_07_4_to_07_6_and_only_those():
-    assert IDS == ["07.4", "07.5", "07.6"]
+def test_notebook_has_exercises_07_4_to_07_6_and_07_15_and_only_those():
+    assert IDS == ["07.4", "07.5", "07.6", "07.15"]
 
 
 def test_first_code_cell_seeds_and_offers_a_full_run():
@@ -67,10 +67,33 @@ def test_a_bag_of_words_yardstick_is_measured_on_the_same_tokens():
     assert "scatter_(1, idx, 1.0)" in bow and "marks[:, PAD] = 0" in bow
 
 
-def test_pooling_is_chosen_on_validation_data_not_on_the_test_set():
+def test_the_window_and_pooling_are_chosen_on_validation_data_not_on_the_test_set():
     cells = _code_cells(CHAPTER)
-    probe = next(c for c in cells if "POOLING = max(" in c)
-    assert 'data[lang]["val"]' in probe and '"test"' not in probe.split("POOLING = max(")[1]
+    probe = next(c for c in cells if "WINDOW, POOLING = max(" in c)
+    chosen = probe.split("WINDOW, POOLING = max(")
+    assert '"val", window]' in chosen[0] and '"test"' not in chosen[0]
+    assert "probe[lang, choice[0], choice[1]]" in chosen[1].splitlines()[0]
+    assert 'for window in ("start", "end")' in chosen[0] and 'for kind in ("last", "mean")' in chosen[0]
+    assert "keep=window" in "\n".join(cells)  # the windows are encode_batch's two cuts
+
+
+def test_every_training_run_uses_the_fused_adamw():
+    source = "\n".join(_code_cells(CHAPTER))
+    assert source.count("labkit.fit(") == source.count("optimizer=fused_adamw") == 3
+    assert "fused=fused" in source and 'optimizer="adamw"' not in source
+
+
+def test_07_15_chapter_and_solution_measure_what_the_check_recomputes():
+    """The measurement cell of 07.15 builds the models and the batch as `ch07b.memory_share` does."""
+    for path in (CHAPTER, SOLUTIONS):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction"))
+        assert "torch.randint(0, PAD, (batch_size, 32), generator=torch.Generator().manual_seed(0))" in cell
+        assert 'pooling="mean"' in cell and "lora_classifier(rank=8" in cell
+        assert 'parts["LoRA r=8"]["total"] / parts["full"]["total"]' in cell and "for batch_size in (16, 64)" in cell
+    source = "\n".join(_code_cells(CHAPTER))
+    assert 'LORA_TARGETS = ("c_attn", "c_proj", "c_fc")' in source
+    assert tuple(eval(source.split("LORA_ALSO_TRAINS = ")[1].split("  #")[0])) == ch07b.LORA_ALSO_TRAINS
+    assert ch07b.LORA_TARGETS == ("c_attn", "c_proj", "c_fc")
 
 
 def test_the_experiment_compares_four_methods_on_both_languages():

@@ -6,6 +6,7 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -30,12 +31,28 @@ IDS = [ex.id for ex in chapter_exercises("07c")]
 # --------------------------------------------------------------------------- wiring
 
 
-def test_notebook_has_exercises_07_7_and_07_8_and_only_those():
-    assert IDS == ["07.7", "07.8"]
+def test_notebook_has_exercises_07_7_07_8_and_07_16_and_only_those():
+    assert IDS == ["07.7", "07.8", "07.16"]
 
 
 def test_the_chapter_module_registers_07c():
-    assert {"07.7", "07.8"} <= {ex.id for ex in chapter_exercises("07")}
+    assert {"07.7", "07.8", "07.16"} <= {ex.id for ex in chapter_exercises("07")}
+
+
+def test_07_16_chapter_and_solution_measure_what_the_check_recomputes():
+    """The measurement cell cuts random and grouped batches as `ch07c.padding_shares` does, from the
+    chapter's own `length_grouped_batches` and `padding_share` (section 4.1), which the check copies."""
+    for path in (CHAPTER, SOLUTIONS):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction"))
+        assert "for batch_size in (16, 64):" in cell
+        assert "torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1))" in cell
+        assert "length_grouped_batches(lengths, batch_size, torch.Generator().manual_seed(1))" in cell
+    section = next(c for c in _code_cells(CHAPTER) if "def length_grouped_batches(" in c)
+    body = section.split("def length_grouped_batches(")[1].split("def padding_share")[0]
+    mine = inspect.getsource(ch07c._grouped_batches).split('"""Section 4.1\'s `length_grouped_batches`."""')[1]
+    mine = mine.replace("batches: list[list[int]] = []", "batches = []")  # the check's one type annotation
+    assert [line.strip() for line in body.splitlines()[2:] if line.strip()] == \
+        [line.strip() for line in mine.splitlines() if line.strip()]
 
 
 def test_first_code_cell_seeds_and_offers_a_full_run():

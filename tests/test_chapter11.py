@@ -24,10 +24,10 @@ A = REPO / "chapters" / "11a_scale_and_efficiency.ipynb"
 B = REPO / "chapters" / "11b_privacy_bias_interpretability.ipynb"
 
 
-def test_the_notebooks_have_exercises_11_1_to_11_6():
-    assert [ex.id for ex in chapter_exercises("11a")] == ["11.1", "11.2", "11.3"]
+def test_the_notebooks_have_exercises_11_1_to_11_7():
+    assert [ex.id for ex in chapter_exercises("11a")] == ["11.1", "11.2", "11.3", "11.7"]
     assert [ex.id for ex in chapter_exercises("11b")] == ["11.4", "11.5", "11.6"]
-    assert [ex.id for ex in chapter_exercises("11")] == [f"11.{i}" for i in range(1, 7)]
+    assert [ex.id for ex in chapter_exercises("11")] == [f"11.{i}" for i in range(1, 8)]
 
 
 @pytest.mark.parametrize("path", [A, B], ids=["11a", "11b"])
@@ -98,3 +98,23 @@ def test_11a_widget_slice_runs_on_its_own():
         fig, ax = plt.subplots()
         namespace["draw_scaling"](ax, budget)
     plt.close("all")
+
+
+def test_11_7_chapter_and_solution_measure_what_the_check_recomputes():
+    """The same corruption (60%, a generator seeded 0, the next digit), network (seeded 0) and training
+    (2 epochs, lr 1e-3, batch 64, fit's seed 0, on the CPU) as `ch11a.systematic_noise`."""
+    solutions = REPO / "solutions" / "11a_scale_and_efficiency_solutions.ipynb"
+    for path in (A, solutions):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction"))
+        for line in ("torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[: round(0.6 * len(labels))]",
+                     "labels[chosen] = (labels[chosen] + 1) % 10",
+                     "torch.manual_seed(0)\nmodel = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))",
+                     "epochs=2, lr=1e-3, batch_size=64, seed=0, verbose=False,", 'device="cpu")'):
+            assert line in cell, (path.name, line)
+    section = next(c for c in _code_cells(A) if "def accuracy_with_noise(rate):" in c)
+    assert 'x.float().div(255).flatten(1)' in section and "epochs=2, lr=1e-3, batch_size=64, seed=0" in section
+
+
+def test_11_7_systematic_noise_is_learned_as_the_next_digit():
+    result = ch11a.systematic_noise()
+    assert result["right"] < 0.5 < result["next"]

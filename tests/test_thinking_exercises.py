@@ -1,4 +1,4 @@
-"""Exercises of chapters 00-04 that make a learner think (issue 18, part 6): checks whose hints
+"""Exercises that make a learner think (issue 18, part 6): checks whose hints
 cannot be solved by trial and error, and predict-measure-explain exercises whose checks verify the
 measurement and the explanation, report the prediction without failing on it, and notice a
 prediction changed after the measurement ran. (test_exercises proves every check accepts its
@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a, ch06b, ch08d
+from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a, ch06b, ch07a, ch07b, ch07c, ch08d, ch11a
 from labkit.course.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -49,6 +49,10 @@ PME = {
     "05.6": ch05.CONV_WORK,
     "06.14": ch06a.POSITIONS,
     "06.15": ch06b.INIT_SCALE,
+    "07.15": ch07b.LORA_MEMORY,
+    "07.16": ch07c.GROUPED_PADDING,
+    "07.17": ch07a.FROZEN_DRIFT,
+    "11.7": ch11a.SYSTEMATIC_NOISE,
     "08.15": ch08d.SHARE,
 }
 
@@ -153,3 +157,16 @@ def test_05_6_the_parameter_counts_the_chapter_states():
     model = ch05._articles_cnn()
     assert sum(p.numel() for p in model[0].parameters()) == 320
     assert sum(p.numel() for p in model.parameters()) == 693_962
+
+
+def test_07_15_lora_saves_a_fixed_amount_so_its_share_grows_with_the_batch():
+    """At batch 16 LoRA needs about half of full fine-tuning's memory (section 5's table); what it saves
+    (gradients and Adam states of the frozen weights) does not grow with the batch, so the share does."""
+    shares = [ch07b.memory_share(batch) for batch in (16, 64)]
+    assert 0.4 < shares[0] < 0.7 and shares[1] > shares[0] + 0.1 and shares[1] < 1
+
+
+def test_07_16_grouping_keeps_padding_low_at_any_batch_while_random_batches_pad_more_as_they_grow():
+    small, large = ch07c.padding_shares(16), ch07c.padding_shares(64)
+    assert large["random"] > small["random"] + 0.03                       # random: more padding at 64
+    assert abs(large["grouped"] - small["grouped"]) < 0.015 < large["random"] - large["grouped"]

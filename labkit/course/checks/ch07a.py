@@ -14,12 +14,20 @@ The stub cells in ``chapters/07a_transfer_learning.ipynb``::
         raise NotImplementedError  # TODO: a list of two dicts {"params": [...], "lr": ...} for torch.optim
     check("07.3", param_groups)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: how far block1 moved while frozen, as a share of how far it moved before, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("07.17", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 The models the checks use have the chapter's layout: parts ``block1``, ``block2``, ``fc`` (the body)
 and ``head`` (the last layer), only smaller. Every check runs in well under a second and leaves
 the notebook's random stream alone.
 """
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +36,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, same_shape
 
 BODY = ("block1", "block2", "fc")
@@ -384,3 +393,91 @@ exercise(
         lambda: _no_lr,
     ],
 )(_check_param_groups)
+
+
+# --------------------------------------------------------------------------- 07.17 frozen, yet moving
+
+
+def chapter_cnn(num_classes: int = 10) -> nn.Sequential:
+    """The chapter's `build_cnn` (section 2): (B, 1, 28, 28) → logits (B, num_classes)."""
+    return nn.Sequential(OrderedDict(
+        block1=nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2)),   # (B, 16, 13, 13)
+        block2=nn.Sequential(nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2)),  # (B, 32, 5, 5)
+        fc=nn.Sequential(nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU()),   # (B, 128): the features
+        head=nn.Linear(128, num_classes),                                        # (B, num_classes): logits
+    ))
+
+
+@functools.cache
+def frozen_drift(set_to_none: bool = False) -> float:
+    """How far block1's weights move in 5 Adam steps (lr 1e-3) after `freeze(model, ["block1"])`, as a
+    share of how far they moved in the 5 steps before, with ONE optimizer built over every parameter
+    and gradients zeroed with ``zero_grad(set_to_none=...)``. The chapter's CNN seeded 0, on 20 images
+    of uniform noise (a generator seeded 0) with labels 0 … 9 twice. As the measurement cell of 07.17
+    computes it; leaves the notebook's random stream alone."""
+    import torch.nn.functional as F
+
+    from labkit.finetune import freeze
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = chapter_cnn()
+    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(20) % 10
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    weight = cast(nn.Conv2d, cast(nn.Sequential, model.block1)[0]).weight  # block1's convolution
+
+    def distance_moved(steps: int) -> float:
+        start = weight.detach().clone()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=set_to_none)
+            loss.backward()
+            optimizer.step()
+        return (weight.detach() - start).norm().item()
+
+    before = distance_moved(5)
+    freeze(model, ["block1"])
+    return distance_moved(5) / before
+
+
+def _drift_kind(ratio: float) -> str:
+    return "a" if ratio < 0.05 else "c" if ratio > 0.95 else "b"
+
+
+FROZEN_DRIFT = PredictMeasureExplain(
+    predictions={
+        "a": "0, or nearly (under 0.05): a frozen weight gets no gradient, so it cannot move",
+        "b": "between 0.05 and 0.95: it keeps moving, less than before",
+        "c": "0.95 or more: as far as before",
+    },
+    explanations={
+        "a": "Adam's step is lr · m / (√v + ε), where m is a running average of the past gradients; the frozen "
+             "weight's gradient is now 0 (a tensor of zeros, kept by set_to_none=False, so Adam still steps it), "
+             "m shrinks by β1 = 0.9 each step but is not 0, so the weight keeps moving, a little less each step",
+        "b": "requires_grad=False only hides the weight from backward(); the optimizer computes its gradient again",
+        "c": "the learning rate is what moves a weight, and freezing does not change the learning rate",
+    },
+    measure=frozen_drift,
+    predicted=_drift_kind,
+    explained=lambda ratio: "a" if 0.05 < ratio < 0.95 else "none",
+    what="how far block1 moved in the 5 frozen steps as a share of the 5 steps before",
+    wrong_explanations={
+        "b": "backward() gave the frozen weight no new gradient (its .grad stayed a tensor of zeros), and no "
+             "optimizer computes gradients: it only reads .grad. What else does Adam's step use?",
+        "c": "with a gradient of 0, plain SGD would not move the weight at any learning rate: look at what else "
+             "Adam's step uses",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.01),
+         "that is the steps before freezing over the frozen ones; `measured` is frozen over before"),
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "give the share as a fraction, not a percentage"),
+    ),
+    rel_tol=0.002,
+)
+
+FROZEN_DRIFT.register(
+    "07.17", "Predict, measure, explain: frozen, yet moving", module=__name__,
+    wrong_measurements=(lambda: 1 / frozen_drift(), lambda: 100 * frozen_drift(), lambda: frozen_drift(True)),
+)

@@ -18,10 +18,18 @@ The stub cells in ``chapters/07b_classification_and_lora.ipynb``::
         raise NotImplementedError  # TODO: one nn.Linear computing what the LoRALinear computes
     check("07.6", merge)
 
-Every check runs in well under a second on small tensors and leaves the notebook's random stream alone.
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: LoRA's share of full fine-tuning's training memory at batch 64, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("07.15", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
+Every check runs in well under a second on small tensors and leaves the notebook's random stream alone,
+but 07.15's, which measures the chapter's two models once (a few seconds, then cached).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, same_shape
 from labkit.finetune import LoRALinear
 
@@ -304,3 +313,79 @@ exercise(
     wrong=[lambda: _merge_unscaled, lambda: _merge_in_place, lambda: _merge_without_bias,
            lambda: lambda lora: lora],
 )(_check_merge)
+
+
+# --------------------------------------------------------------------------- 07.15 what LoRA saves at a larger batch
+
+LORA_TARGETS = ("c_attn", "c_proj", "c_fc")                                    # as the chapter's section 3
+LORA_ALSO_TRAINS = ("head", "gpt.transformer.h.*.ln_*", "gpt.transformer.ln_f")  # the new head, the LayerNorms
+
+
+@functools.cache
+def memory_share(batch_size: int, block: int = 32) -> float:
+    """LoRA r=8's training memory (``labkit.finetune.training_memory``'s total) as a share of full
+    fine-tuning's, for the chapter's classifier of ``base_bpe`` (mean pooling) on one batch of
+    ``batch_size`` reviews of ``block`` tokens. Only the batch's shape matters (no padding: every
+    column is kept), so any token ids but the padding id measure the same. As the measurement cell
+    of 07.15 computes it; leaves the notebook's random stream alone."""
+    import copy
+
+    from labkit.checkpoints import load_pretrained
+    from labkit.finetune import GPTClassifier, apply_lora, training_memory, unfreeze
+
+    with torch.random.fork_rng(devices=[]):
+        base, tokenizer, _ = load_pretrained("base_bpe")
+        pad = tokenizer.special_tokens["<|endoftext|>"]
+        x = torch.randint(0, pad, (batch_size, block), generator=torch.Generator().manual_seed(0))
+        y = torch.zeros(batch_size, dtype=torch.long)
+        full = GPTClassifier(copy.deepcopy(base), num_classes=2, pad_id=pad, pooling="mean")
+        lora = GPTClassifier(copy.deepcopy(base), num_classes=2, pad_id=pad, pooling="mean")
+        apply_lora(lora, targets=LORA_TARGETS, rank=8, alpha=16)
+        unfreeze(lora, list(LORA_ALSO_TRAINS))
+        return training_memory(lora, x, y)["total"] / training_memory(full, x, y)["total"]
+
+
+def _share_kind(share: float) -> str:
+    before = memory_share(16)
+    return "a" if abs(share - before) < 0.05 else "b" if share > before else "c"
+
+
+LORA_MEMORY = PredictMeasureExplain(
+    predictions={
+        "a": "about the share it is at batch 16 (within 5 points)",
+        "b": "a larger share: closer to all of full fine-tuning's memory",
+        "c": "a smaller share: closer to the 3.4% of the parameters LoRA trains",
+    },
+    explanations={
+        "a": "LoRA trains fewer parameters, so with more reviews per step its memory falls towards its share of "
+             "the parameters",
+        "b": "both grow in proportion to the batch, so the share stays where it was",
+        "c": "the weights, gradients and Adam states do not depend on the batch, the activations kept for the "
+             "backward pass grow with it, and LoRA keeps all of them (the backward pass still runs through every "
+             "frozen layer to reach the adapters): what LoRA saves stays fixed while the total grows",
+    },
+    measure=lambda: memory_share(64),
+    predicted=_share_kind,
+    explained=lambda share: "c" if share > memory_share(16) + 0.05 else "none",
+    what="LoRA's training memory as a share of full fine-tuning's at batch 64",
+    wrong_explanations={
+        "a": "LoRA saves the gradients and Adam states of the frozen weights, a fixed amount; the activations, "
+             "which grow with the batch, it keeps like full fine-tuning (look at the printed parts)",
+        "b": "only the activations grow with the batch; the weights, gradients and Adam states stay the same "
+             "(look at the printed parts)",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, memory_share(16), rel_tol=0.01),
+         "that is the share at batch 16; `measured` is the share at batch 64"),
+        (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.02),
+         "that is full fine-tuning's memory divided by LoRA's; the share is LoRA's divided by full's"),
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "give the share as a fraction between 0 and 1, not a percentage"),
+    ),
+    rel_tol=0.005,
+)
+
+LORA_MEMORY.register(
+    "07.15", "Predict, measure, explain: what LoRA saves at a larger batch", module=__name__,
+    wrong_measurements=(lambda: memory_share(16), lambda: 1 / memory_share(64), lambda: 100 * memory_share(64)),
+)

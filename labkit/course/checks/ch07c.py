@@ -10,19 +10,29 @@ The stub cells in ``chapters/07c_instruction_tuning.ipynb``::
         raise NotImplementedError  # TODO: greedy answer tokens, without the prompt, stopped at the end marker
     check("07.8", answer_ids)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: the padding share of batches of 64 grouped by length, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("07.16", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 07.7 is checked against `labkit.instruct.InstructionCollator` on lists of token ids. 07.8 uses a
 tiny stand-in for a GPT (`ScriptedGPT`) whose likeliest next token is read from a fixed table, so
 the right answer is known token by token; it is a `labkit.GPT`, so ``model.generate`` works too.
-Every check runs in well under a second and leaves the notebook's random stream alone.
+07.16 recomputes the padding of the chapter's batches from the training set's row lengths (about a
+second, once). Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable
 from labkit.gpt import GPT, GPTConfig
 from labkit.instruct import IGNORE_INDEX
@@ -349,3 +359,92 @@ exercise(
 def _answers(fn: Callable, cases: Sequence[tuple[list[int], int, list[int]]] = _ANSWER_CASES) -> list[list[int]]:
     """What ``fn`` answers on the check's cases (for tests)."""
     return [_as_ids(fn(ScriptedGPT(), list(p), END, n), "answer") for p, n, _ in cases]
+
+
+# --------------------------------------------------------------------------- 07.16 padding at a larger batch
+
+
+@functools.cache
+def _row_lengths() -> tuple[int, ...]:
+    """Tokens per training row (prompt + response + end marker, less one), as section 4.1 counts them."""
+    from labkit.checkpoints import load_pretrained
+    from labkit.data import load_instructions
+    from labkit.instruct import InstructionCollator
+
+    with torch.random.fork_rng(devices=[]):
+        base, tokenizer, _ = load_pretrained("base_bpe")
+    collator = InstructionCollator(tokenizer, base.config.block_size)
+    rows = [collator.row(record) for record in load_instructions("train")]
+    return tuple(len(row[0]) for row in rows if row is not None)  # every row fits (none is skipped)
+
+
+def _grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                     group: int = 16) -> list[list[int]]:
+    """Section 4.1's `length_grouped_batches`."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches: list[list[int]] = []
+    for start in range(0, len(order), batch_size * group):
+        chunk = sorted(order[start: start + batch_size * group], key=lambda i: lengths[i])
+        batches += [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+@functools.cache
+def padding_shares(batch_size: int) -> dict[str, float]:
+    """The share of the computed positions that are padding, for batches of ``batch_size`` training rows:
+    "random" (cut from a shuffle seeded 1) and "grouped" (section 4.1's recipe, groups of 16 batches,
+    seeded 1). As the measurement cell of 07.16 computes them."""
+    lengths = _row_lengths()
+
+    def share(batches: list[list[int]]) -> float:
+        return 1 - sum(lengths) / sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
+
+    shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1)).tolist()
+    random_batches = [shuffled[k: k + batch_size] for k in range(0, len(shuffled), batch_size)]
+    grouped = _grouped_batches(lengths, batch_size, torch.Generator().manual_seed(1))
+    return {"random": share(random_batches), "grouped": share(grouped)}
+
+
+def _padding_kind(share: float) -> str:
+    before = padding_shares(16)["grouped"]
+    return "a" if abs(share - before) < 0.015 else "b" if share > before else "c"
+
+
+GROUPED_PADDING = PredictMeasureExplain(
+    predictions={
+        "a": "about the same share as batches of 16 (within 1.5 points)",
+        "b": "clearly more padding, as random batches get when they grow",
+        "c": "clearly less padding",
+    },
+    explanations={
+        "a": "a batch of 64 is more likely to hold one long row, and every other row is padded up to it",
+        "b": "fewer, larger batches mean fewer steps, and so less padding",
+        "c": "within a group the rows are sorted by length, so each batch holds a narrow slice of the lengths; "
+             "how narrow depends on how many batches a group is cut into (16 either way), not on how many rows "
+             "each batch holds",
+    },
+    measure=lambda: padding_shares(64)["grouped"],
+    predicted=_padding_kind,
+    explained=lambda share: "c" if abs(share - padding_shares(16)["grouped"]) < 0.015 else "none",
+    what="the padding share of batches of 64 grouped by length",
+    wrong_explanations={
+        "a": "that is why *random* batches get more padding as they grow (compare the two random shares); "
+             "a grouped batch's rows were sorted together, so its longest row is close to its shortest",
+        "b": "the padding share is padding over everything computed, whatever the number of steps",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, padding_shares(64)["random"], rel_tol=0.01),
+         "that is the share of *random* batches of 64; `measured` is the share of the grouped ones"),
+        (lambda value, true: math.isclose(value, padding_shares(16)["grouped"], rel_tol=0.01),
+         "that is the share of grouped batches of 16; `measured` is the share at batch 64"),
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "give the share as a fraction between 0 and 1, not a percentage"),
+    ),
+    rel_tol=0.005,
+)
+
+GROUPED_PADDING.register(
+    "07.16", "Predict, measure, explain: padding at a larger batch", module=__name__,
+    wrong_measurements=(lambda: padding_shares(64)["random"], lambda: padding_shares(16)["grouped"],
+                        lambda: 100 * padding_shares(64)["grouped"]),
+)

@@ -14,11 +14,19 @@ The stub cells in ``chapters/11a_scale_and_efficiency.ipynb``::
         raise NotImplementedError  # TODO: a copy with exactly round(rate · n) labels changed to another class
     check("11.3", noisy_labels)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: the test accuracy after training on systematically wrong labels, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("11.7", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Notebook 11b has 11.4–11.6. Every check runs in well under a second and leaves the notebook's
-random stream alone (its inputs come from private generators).
+random stream alone (its inputs come from private generators); 11.7's trains the chapter's small
+network once (about a second, then cached).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -28,6 +36,7 @@ import numpy as np
 import torch
 
 from labkit import scaling
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 
 
@@ -222,3 +231,76 @@ exercise(
         lambda: lambda labels, rate, c, g: _reference_noisy_labels(labels, rate / 2, c, g),
     ],
 )(_check_noisy_labels)
+
+
+# --------------------------------------------------------------------------- 11.7 systematic label noise
+
+
+@functools.cache
+def systematic_noise(rate: float = 0.6) -> dict[str, float]:
+    """Section 3.1's network (784 → 128 → 10, seeded 0) trained 2 epochs on the MNIST training images
+    whose labels were moved, for a random ``rate`` of them (a generator seeded 0), to the NEXT digit
+    (d → d + 1 mod 10): its test accuracy ("right") and how often it answers the next digit ("next").
+    As the measurement cell of 11.7 computes it; leaves the notebook's random stream alone."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from labkit.data import load_images
+    from labkit.training import fit
+
+    (x_train, y_train), (x_test, y_test) = (load_images("mnist", split) for split in ("train", "test"))
+    x_train, x_test = (x.float().div(255).flatten(1) for x in (x_train, x_test))
+    labels = y_train.clone()
+    chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[: round(rate * len(labels))]
+    labels[chosen] = (labels[chosen] + 1) % 10
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+        fit(model, TensorDataset(x_train, labels), epochs=2, lr=1e-3, batch_size=64, seed=0, verbose=False,
+            device="cpu")
+    with torch.no_grad():
+        predicted = model(x_test).argmax(1)
+    return {"right": (predicted == y_test).float().mean().item(),
+            "next": (predicted == (y_test + 1) % 10).float().mean().item()}
+
+
+def _noise_kind(accuracy: float) -> str:
+    return "a" if accuracy > 0.8 else "c" if accuracy < 0.5 else "b"
+
+
+SYSTEMATIC_NOISE = PredictMeasureExplain(
+    predictions={
+        "a": "above 80%, as with the random wrong labels of section 3.1: the noise averages out",
+        "b": "between 50% and 80%",
+        "c": "below 50%",
+    },
+    explanations={
+        "a": "moved to the same wrong class every time, the next digit is the most frequent label of every digit: "
+             "a consistent error is a pattern like any other, and the network learns it (look at how often it "
+             "answered the next digit)",
+        "b": "60% of the labels are wrong either way, so the network is as confused as in section 3.1",
+        "c": "the network notices that the labels are shifted and learns to ignore them",
+    },
+    measure=lambda: systematic_noise()["right"],
+    predicted=_noise_kind,
+    explained=lambda accuracy: "a" if systematic_noise()["next"] > accuracy else "none",
+    what="the test accuracy of the network trained on systematically wrong labels",
+    wrong_explanations={
+        "b": "section 3.1 had 60% wrong labels too and lost a few points; here the loss is far larger, so the "
+             "number of wrong labels is not what matters. Look at *which* wrong answers the network gives",
+        "c": "nothing in training can tell a shifted label from a true one: the loss rewards agreeing with the "
+             "labels. Look at how often the network answered the next digit",
+    },
+    misreadings=(
+        (lambda value, true: math.isclose(value, systematic_noise()["next"], rel_tol=0.005),
+         "that is how often it answered the *next* digit; `measured` is how often it answered the right one"),
+        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+         "give the accuracy as a fraction between 0 and 1, not a percentage"),
+    ),
+    rel_tol=0.005,
+)
+
+SYSTEMATIC_NOISE.register(
+    "11.7", "Predict, measure, explain: wrong labels that agree", module=__name__,
+    wrong_measurements=(lambda: systematic_noise()["next"], lambda: 100 * systematic_noise()["right"]),
+)
