@@ -23,8 +23,19 @@ SOLUTIONS = REPO / "solutions" / "06c_sampling_and_kv_cache_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06c")]
 
 
-def test_chapter_has_exercises_06_6_to_06_8_and_06_12():
-    assert IDS == ["06.6", "06.7", "06.8", "06.12"]
+def test_chapter_has_exercises_06_6_to_06_8_06_12_and_06_16():
+    assert IDS == ["06.6", "06.7", "06.8", "06.12", "06.16"]
+
+
+def test_06_16_chapter_and_solution_measure_what_the_check_recomputes():
+    """The shipped Shakespeare model after FLAT, the temperature before the nucleus, top-p 0.9: as
+    `ch06c.nucleus_size`; and a lower temperature does shrink the nucleus."""
+    for path in (CHAPTER, SOLUTIONS):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction"))
+        assert "logits = next_token_logits(shakespeare, en, FLAT)" in cell and "for temperature in (1.0, 0.5):" in cell
+        assert "F.softmax(logits / temperature, dim=-1)" in cell and "top_p_probs(probs, 0.9)" in cell
+    assert 'PEAKED, FLAT = "JULIET:\\nO Romeo, Romeo! wherefore art thou R", "ROMEO:\\n"' in "\n".join(_code_cells(CHAPTER))
+    assert ch06c.nucleus_size(0.5) < ch06c.nucleus_size(1.0) - 1 < ch06c.nucleus_size(2.0)
 
 
 def test_first_code_cell_seeds():

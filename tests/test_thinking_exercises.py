@@ -10,7 +10,22 @@ import itertools
 import pytest
 import torch
 
-from labkit.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06a, ch06b, ch07a, ch07b, ch07c, ch08d, ch11a
+from labkit.course.checks import (
+    ch00,
+    ch01,
+    ch02,
+    ch03,
+    ch04,
+    ch05,
+    ch06a,
+    ch06b,
+    ch06c,
+    ch07a,
+    ch07b,
+    ch07c,
+    ch08d,
+    ch11a,
+)
 from labkit.course.exercises import check
 
 # --------------------------------------------------------------------------- 02.5
@@ -49,6 +64,7 @@ PME = {
     "05.6": ch05.CONV_WORK,
     "06.14": ch06a.POSITIONS,
     "06.15": ch06b.INIT_SCALE,
+    "06.16": ch06c.COLD_NUCLEUS,
     "07.15": ch07b.LORA_MEMORY,
     "07.16": ch07c.GROUPED_PADDING,
     "07.17": ch07a.FROZEN_DRIFT,

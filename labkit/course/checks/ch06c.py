@@ -18,17 +18,26 @@ The stub cells in ``chapters/06c_sampling_and_kv_cache.ipynb``::
         raise NotImplementedError  # TODO: logits (B, V) -> (B, V), tokens with p < min_p * (row's max p) set to -inf
     check("06.12", min_p_filter)
 
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: how many characters top-p 0.9 keeps at temperature 0.5, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("06.16", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone
-(the test logits come from their own seeded generator).
+(the test logits come from their own seeded generator); 06.16's runs the shipped Shakespeare model
+once on a 7-character prompt (then cached).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from labkit.course.checks.predict import PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number, expect_tensor, same_shape
 
 NEG_INF = float("-inf")
@@ -445,3 +454,63 @@ exercise(
             torch.softmax(logits, -1) >= m * torch.softmax(logits, -1).max(-1, keepdim=True).values, NEG_INF),
     ],
 )(_check_min_p_filter)
+
+
+# --------------------------------------------------------------------------- 06.16 the nucleus at a lower temperature
+
+
+@functools.cache
+def nucleus_size(temperature: float, p: float = 0.9) -> int:
+    """How many characters top-p ``p`` keeps after "ROMEO:\\n" (the chapter's FLAT prompt) for the shipped
+    `shakespeare_char` model, its logits divided by ``temperature`` first (as `GPT.generate` does). As the
+    measurement cell of 06.16 computes it."""
+    from labkit.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        model, tokenizer, _ = load_checkpoint(CHECKPOINTS_DIR / "shakespeare_char")
+    with torch.no_grad():
+        logits = model(torch.tensor([tokenizer.encode("ROMEO:\n")]))[0, -1, :]  # (V,)
+    sorted_probs = torch.softmax(logits / temperature, dim=-1).sort(descending=True).values
+    return int((sorted_probs.cumsum(dim=0) < p).sum()) + 1
+
+
+def _nucleus_kind(size: float) -> str:
+    at_one = nucleus_size(1.0)
+    return "a" if abs(size - at_one) <= 1 else "b" if size < at_one else "c"
+
+
+COLD_NUCLEUS = PredictMeasureExplain(
+    predictions={
+        "a": "about as many as at temperature 1 (within one character)",
+        "b": "fewer characters",
+        "c": "more characters",
+    },
+    explanations={
+        "a": "dividing the logits by a temperature below 1 stretches the gaps between them: after the softmax the "
+             "likeliest characters hold more of the probability, so fewer of them are needed to reach a mass of 0.9",
+        "b": "top-p counts probability mass, and the temperature does not change which characters are likely, so "
+             "the nucleus stays the same",
+        "c": "a lower temperature makes the model less sure, spreading the probability over more characters",
+    },
+    measure=lambda: float(nucleus_size(0.5)),
+    predicted=_nucleus_kind,
+    explained=lambda size: "a" if size < nucleus_size(1.0) - 1 else "none",
+    what="the number of characters top-p 0.9 keeps at temperature 0.5",
+    wrong_explanations={
+        "b": "the order of the characters stays, but their probabilities do not: look at the likeliest one's "
+             "probability at each temperature (printed)",
+        "c": "a lower temperature makes the model *more* sure: the likeliest character's probability went up "
+             "(printed)",
+    },
+    misreadings=(
+        (lambda value, true: value == nucleus_size(1.0),
+         "that is the nucleus at temperature 1; `measured` is the one at temperature 0.5"),
+    ),
+    rel_tol=0.0,
+    abs_tol=0.4,
+)
+
+COLD_NUCLEUS.register(
+    "06.16", "Predict, measure, explain: the nucleus at a lower temperature", module=__name__,
+    wrong_measurements=(lambda: float(nucleus_size(1.0)),),
+)
