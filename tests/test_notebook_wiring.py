@@ -117,9 +117,14 @@ def test_notebook_is_committed_executed(path):
 def test_each_check_runs_in_well_under_a_second(chapter, exercise_id):
     ex = next(e for e in chapter_exercises(_notebook_id(chapter)) if e.id == exercise_id)
     check(exercise_id, ex.reference(), show=False)  # warm up (imports, first calls)
-    start = time.perf_counter()
-    assert check(exercise_id, ex.reference(), show=False).passed
-    assert time.perf_counter() - start < 1.0
+    seconds = []
+    for _ in range(3):  # the best of three: a busy machine (pytest -n 2 beside it) slows one run, not all
+        start = time.perf_counter()
+        assert check(exercise_id, ex.reference(), show=False).passed
+        seconds.append(time.perf_counter() - start)
+        if seconds[-1] < 1.0:
+            break
+    assert min(seconds) < 1.0, f"{exercise_id}'s check took {min(seconds):.2f} s at best of {len(seconds)}"
 
 
 @pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
