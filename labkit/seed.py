@@ -1,13 +1,15 @@
 """Seeding: make a run repeat exactly (on the CPU) by fixing every random generator."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything"]
+__all__ = ["forked_rngs", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -24,3 +26,23 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+@contextlib.contextmanager
+def forked_rngs() -> Iterator[None]:
+    """Inside: use or reseed any generator `seed_everything` seeds (Python's `random`, NumPy, PyTorch's
+    CPU generator); on leaving, every one is as it was, and PYTHONHASHSEED too. A check that trains a
+    model with ``fit(seed=...)`` runs in one, so the learner's notebook draws the same numbers after it.
+    (GPU generators are left alone: the checks run on the CPU.)"""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    hash_seed = os.environ.get("PYTHONHASHSEED")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        if hash_seed is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = hash_seed

@@ -15,14 +15,17 @@ The notebooks themselves are executed by nbval (`make nbval`); these tests only 
 """
 from __future__ import annotations
 
+import random
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from labkit.course.exercises import chapter_exercises, check
+from labkit.seed import seed_everything
 from notebook_cells import cells as _cells, code_cells as _code_cells, stand_in, widget_slice
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,11 +133,13 @@ def test_each_check_runs_in_well_under_a_second(chapter, exercise_id):
 @pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
 def test_checking_leaves_the_notebooks_random_stream_alone(chapter, exercise_id):
     ex = next(e for e in chapter_exercises(_notebook_id(chapter)) if e.id == exercise_id)
-    torch.manual_seed(7)
-    expected = torch.randn(3)
-    torch.manual_seed(7)
+    seed_everything(7)
+    expected = torch.randn(3), np.random.rand(3), random.random()
+    seed_everything(7)
     assert check(exercise_id, ex.reference(), show=False).passed
-    assert torch.equal(torch.randn(3), expected)
+    assert torch.equal(torch.randn(3), expected[0]), "the check moved PyTorch's generator"
+    assert np.array_equal(np.random.rand(3), expected[1]), "the check moved NumPy's generator"
+    assert random.random() == expected[2], "the check moved Python's random"
 
 
 @pytest.mark.parametrize("chapter", NOTEBOOKS)

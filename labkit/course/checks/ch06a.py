@@ -466,7 +466,8 @@ def position_similarities(name: str = "shakespeare_char") -> dict[str, float]:
     size (what the table started from). Reads the checkpoint; leaves the notebook's random stream alone."""
     from labkit.checkpoints import CHECKPOINTS_DIR, load_checkpoint
 
-    model = load_checkpoint(CHECKPOINTS_DIR / name)[0]
+    with torch.random.fork_rng(devices=[]):  # building the model draws its initial weights
+        model = load_checkpoint(CHECKPOINTS_DIR / name)[0]
     table = F.normalize(model.transformer.wpe.weight.detach(), dim=-1)  # (T, C), unit rows
     similarity = table @ table.T                                          # (T, T) cosines
     T = len(table)

@@ -246,6 +246,7 @@ def systematic_noise(rate: float = 0.6) -> dict[str, float]:
     from torch.utils.data import TensorDataset
 
     from labkit.data import load_images
+    from labkit.seed import forked_rngs
     from labkit.training import fit
 
     (x_train, y_train), (x_test, y_test) = (load_images("mnist", split) for split in ("train", "test"))
@@ -253,7 +254,7 @@ def systematic_noise(rate: float = 0.6) -> dict[str, float]:
     labels = y_train.clone()
     chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[: round(rate * len(labels))]
     labels[chosen] = (labels[chosen] + 1) % 10
-    with torch.random.fork_rng(devices=[]):
+    with forked_rngs():  # fit(seed=0) reseeds Python's, NumPy's and PyTorch's generators: put them back after
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
         fit(model, TensorDataset(x_train, labels), epochs=2, lr=1e-3, batch_size=64, seed=0, verbose=False,
