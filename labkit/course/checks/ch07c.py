@@ -378,22 +378,13 @@ def _row_lengths() -> tuple[int, ...]:
     return tuple(len(row[0]) for row in rows if row is not None)  # every row fits (none is skipped)
 
 
-def _grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
-                     group: int = 16) -> list[list[int]]:
-    """Section 4.1's `length_grouped_batches`."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    batches: list[list[int]] = []
-    for start in range(0, len(order), batch_size * group):
-        chunk = sorted(order[start: start + batch_size * group], key=lambda i: lengths[i])
-        batches += [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
 @functools.cache
 def padding_shares(batch_size: int) -> dict[str, float]:
     """The share of the computed positions that are padding, for batches of ``batch_size`` training rows:
     "random" (cut from a shuffle seeded 1) and "grouped" (section 4.1's recipe, groups of 16 batches,
-    seeded 1). As the measurement cell of 07.16 computes them."""
+    seeded 1: `labkit.instruct.length_grouped_batches`). As the measurement cell of 07.16 computes them."""
+    from labkit.instruct import length_grouped_batches
+
     lengths = _row_lengths()
 
     def share(batches: list[list[int]]) -> float:
@@ -401,7 +392,7 @@ def padding_shares(batch_size: int) -> dict[str, float]:
 
     shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1)).tolist()
     random_batches = [shuffled[k: k + batch_size] for k in range(0, len(shuffled), batch_size)]
-    grouped = _grouped_batches(lengths, batch_size, torch.Generator().manual_seed(1))
+    grouped = length_grouped_batches(lengths, batch_size, torch.Generator().manual_seed(1))
     return {"random": share(random_batches), "grouped": share(grouped)}
 
 
