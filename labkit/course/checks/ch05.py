@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, close, exercise, expect_callable, expect_number, expect_tensor, same_shape
 
 
@@ -582,8 +582,7 @@ CONV_WORK = PredictMeasureExplain(
              "Look at how often each convolution weight is used",
     },
     misreadings=(
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "that is a percentage; `measured` is the fraction (between 0 and 1)"),
+        PERCENTAGE,
         (lambda value, true: math.isclose(value, _conv_parameter_share(), rel_tol=0.02),
          "that is the convolution's share of the parameters; the question is its share of the multiply-adds"),
     ),

@@ -36,7 +36,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, same_shape
 
 BODY = ("block1", "block2", "fc")
@@ -471,8 +471,7 @@ FROZEN_DRIFT = PredictMeasureExplain(
     misreadings=(
         (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.01),
          "that is the steps before freezing over the frozen ones; `measured` is frozen over before"),
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "give the share as a fraction, not a percentage"),
+        PERCENTAGE,
     ),
     rel_tol=0.002,
 )

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, same_shape
 from labkit.finetune import LoRALinear
 
@@ -379,8 +379,7 @@ LORA_MEMORY = PredictMeasureExplain(
          "that is the share at batch 16; `measured` is the share at batch 64"),
         (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.02),
          "that is full fine-tuning's memory divided by LoRA's; the share is LoRA's divided by full's"),
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "give the share as a fraction between 0 and 1, not a percentage"),
+        PERCENTAGE,
     ),
     rel_tol=0.005,
 )

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable
 from labkit.gpt import GPT, GPTConfig
 from labkit.instruct import IGNORE_INDEX
@@ -428,8 +428,7 @@ GROUPED_PADDING = PredictMeasureExplain(
          "that is the share of *random* batches of 64; `measured` is the share of the grouped ones"),
         (lambda value, true: math.isclose(value, padding_shares(16)["grouped"], rel_tol=0.01),
          "that is the share of grouped batches of 16; `measured` is the share at batch 64"),
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "give the share as a fraction between 0 and 1, not a percentage"),
+        PERCENTAGE,
     ),
     rel_tol=0.005,
 )

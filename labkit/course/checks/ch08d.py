@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import distill, moe
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 
 
@@ -269,8 +269,7 @@ SHARE = PredictMeasureExplain(
              f"about 8·C² each",
     },
     misreadings=(
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "that is a percentage; `measured` is the fraction (between 0 and 1)"),
+        PERCENTAGE,
         (lambda value, true: math.isclose(value, active_share(4, 1), rel_tol=0.02),
          "that is the race's model (4 experts, top-1); the question is 64 experts, top-2"),
         (lambda value, true: math.isclose(value, 1 / true, rel_tol=0.02),

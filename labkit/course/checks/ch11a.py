@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from labkit import scaling
-from labkit.course.checks.predict import PredictMeasureExplain
+from labkit.course.checks.predict import PERCENTAGE, PredictMeasureExplain
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 
 
@@ -295,8 +295,7 @@ SYSTEMATIC_NOISE = PredictMeasureExplain(
     misreadings=(
         (lambda value, true: math.isclose(value, systematic_noise()["next"], rel_tol=0.005),
          "that is how often it answered the *next* digit; `measured` is how often it answered the right one"),
-        (lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
-         "give the accuracy as a fraction between 0 and 1, not a percentage"),
+        PERCENTAGE,
     ),
     rel_tol=0.005,
 )

@@ -29,6 +29,12 @@ from labkit.course.exercises import Hint, exercise, expect_number
 
 KEYS = ("committed", "prediction", "measured", "explanation")
 
+PERCENTAGE: tuple[Callable[[float, float], bool], str] = (
+    lambda value, true: math.isclose(value, 100 * true, rel_tol=0.02),
+    "that is a percentage; `measured` is the fraction (between 0 and 1)",
+)
+"""The misreading of a measured fraction typed as a percentage (78 for 0.78): one of `misreadings`."""
+
 
 class NotAnswered(NotImplementedError):
     """A stub value (`...`) still in the answer: reported as "not done yet"."""
