@@ -185,13 +185,14 @@ def _load_tokenizer(name: str, path: Path) -> Any:
 # ====================================================================== the checkpoints the course ships
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = ("shakespeare_char", "tang_char", "base_bpe", "instruct_bpe")
+SHIPPED = ("shakespeare_char", "tang_char", "tang_char_tiny", "base_bpe", "instruct_bpe")
 
 
 def load_pretrained(name: str, device: str | torch.device | None = None) -> tuple[GPT, Any, dict[str, Any]]:
     """One of the GPTs the course ships, trained by ``tools/train_checkpoints.py``:
-    "shakespeare_char", "tang_char" (character level), "base_bpe" (byte-level BPE, English and
-    Chinese) or "instruct_bpe" (base_bpe instruction-tuned by chapter 07c's training). Returns
+    "shakespeare_char", "tang_char" (character level), "tang_char_tiny" (chapter 06b's Tang run),
+    "base_bpe" (byte-level BPE, English and Chinese) or "instruct_bpe" (base_bpe instruction-tuned by
+    chapter 07c's training). Returns
     (model in eval mode, tokenizer, meta) — meta holds the validation loss and the command that
     trained it.
 

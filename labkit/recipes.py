@@ -64,6 +64,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         gpu=dict(model=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
                  train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=250)),
     ),
+    # Chapter 06b's Tang run, exactly: the notebook trains its first steps live, checks that its validation loss
+    # there equals this run's history, and continues from these weights (its FULL_RUN trains every step itself).
+    # The same settings on a GPU, so that the run is the notebook's everywhere.
+    "tang_char_tiny": dict(
+        corpus="tang_poems", tokenizer="char", prompt="\n",
+        cpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),  # GPTConfig "char-tiny"
+                 train=dict(steps=800, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=100, eval_batches=10)),
+        gpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+                 train=dict(steps=800, batch_size=16, lr=3e-3, warmup_steps=50, eval_every=100, eval_batches=10)),
+    ),
     "base_bpe": dict(
         corpus="all_text", tokenizer="bpe", prompt="\n",
         cpu=dict(model=dict(n_layer=6, n_head=8, n_embd=256, block_size=256, dropout=0.0),
@@ -106,11 +116,12 @@ def make_tokenizer(kind: str, text: str) -> Any:
 
 
 def train(name: str, *, export_only: bool = False, steps: int | None = None, batch_size: int | None = None,
-          eval_batches: int = 20, run_dir: Path = RUN_DIR, out_dir: Path = OUT_DIR,
+          eval_batches: int | None = None, run_dir: Path = RUN_DIR, out_dir: Path = OUT_DIR,
           command: str = "") -> Path | None:
     """Train (or resume) recipe ``name`` and export it to ``out_dir / name``; returns that folder
     (None on ranks other than 0, which write nothing). ``steps`` and ``batch_size`` (the global
-    batch, split over the ranks) override the recipe's."""
+    batch, split over the ranks) and ``eval_batches`` (batches per loss estimate: the recipe's, else
+    20) override the recipe's."""
     if name in INSTRUCT_RECIPES:
         if export_only or steps is not None or batch_size is not None:
             raise ValueError(f"{name} is one epoch of instruction tuning (chapter 07c's settings) and keeps no "
@@ -122,8 +133,9 @@ def train(name: str, *, export_only: bool = False, steps: int | None = None, bat
     device = distributed.init_from_env(get_device())
     world, main = distributed.world_size(), distributed.is_main()
     setting = recipe["gpu" if device.type == "cuda" else "cpu"]
-    settings = {**setting["train"], **({"steps": steps} if steps is not None else {}),
-                **({"batch_size": batch_size} if batch_size is not None else {})}
+    settings = {"eval_batches": 20, **setting["train"], **({"steps": steps} if steps is not None else {}),
+                **({"batch_size": batch_size} if batch_size is not None else {}),
+                **({"eval_batches": eval_batches} if eval_batches is not None else {})}
     if settings["batch_size"] % world:
         raise ValueError(f"{name}'s batch of {settings['batch_size']} does not split over {world} ranks: "
                          f"pass --batch-size with a multiple of {world}, or run on a number of ranks that divides it")
@@ -149,7 +161,7 @@ def train(name: str, *, export_only: bool = False, steps: int | None = None, bat
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **setting["model"]))
     if not export_only:
         train_lm(model, train_ids, val_ids, **{**settings, "batch_size": settings["batch_size"] // world},
-                 eval_batches=eval_batches, tokenizer=tokenizer, sample_prompt=recipe["prompt"], sample_tokens=200,
+                 tokenizer=tokenizer, sample_prompt=recipe["prompt"], sample_tokens=200,
                  checkpoint=run_file, resume=True, device=device)
     distributed.barrier()  # rank 0 has written the run's last state
     if not main:
@@ -234,7 +246,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m labkit train") ->
     parser.add_argument("--export", action="store_true", help="only export the saved run as it stands")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch (all ranks together)")
-    parser.add_argument("--eval-batches", type=int, default=20, help="batches per loss estimate (default 20)")
+    parser.add_argument("--eval-batches", type=int, default=None,
+                        help="batches per loss estimate (default: the recipe's, else 20)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"where the resumable run state goes (default {RUN_DIR})")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"where the checkpoint folder goes (default {OUT_DIR})")
     args = parser.parse_args(argv)

@@ -67,6 +67,29 @@ def test_default_run_lengths_are_the_tuned_ones():
     assert re.search(r"^TANG_STEPS = \d+ if FULL_RUN else 800$", source, re.MULTILINE)
 
 
+def test_the_tang_run_is_the_shipped_checkpoints_recipe():
+    """Section 4 trains its first steps live and continues from `tang_char_tiny` when its settings are
+    the recipe's: the notebook's settings, model and call must be the ones the recipe runs, or the
+    continuation would be another run's weights (the notebook's own check compares the validation
+    loss at the live steps' end)."""
+    from labkit.checkpoints import load_pretrained
+    from labkit.recipes import RECIPES
+
+    source = "\n".join(_code_cells(CHAPTER))
+    match = re.search(r"^TANG = (dict\(.*\))$", source, re.MULTILINE)
+    assert match, "06b's Tang settings should be one line: TANG = dict(...)"
+    notebook_settings = eval(match.group(1).replace("TANG_STEPS", "800"), {"dict": dict})
+    recipe = RECIPES["tang_char_tiny"]
+    assert recipe["cpu"]["train"] == notebook_settings and recipe["corpus"] == "tang_poems"
+    assert recipe["tokenizer"] == "char"
+    model, tokenizer, meta = load_pretrained("tang_char_tiny")
+    assert model.config == GPTConfig.preset("char-tiny", vocab_size=tokenizer.vocab_size)
+    assert meta["settings"] == {**notebook_settings, "eval_batches": 10}
+    assert "LIVE_STEPS = 300 if same_run else TANG_STEPS" in source
+    assert meta["steps"] == 800 and 300 % notebook_settings["eval_every"] == 0  # the live run ends on an evaluation
+    assert "tang_model = shipped_tang" in source and "assert gap < 0.02" in source
+
+
 def test_exactly_one_browser_test_cell_whose_first_slider_redraws_a_figure():
     tagged = [c for c in _cells(CHAPTER) if "browser-test" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1

@@ -55,7 +55,7 @@ def test_loaded_weights_give_the_recorded_validation_loss(name):
     _, val_text = corpus(RECIPES[name]["corpus"])
     val = torch.tensor(tokenizer.encode(val_text), dtype=torch.long)
     loss = estimate_loss(model, val, batch_size=meta["settings"]["batch_size"], block_size=model.config.block_size,
-                         batches=20)
+                         batches=meta["settings"].get("eval_batches", 20))
     # the same fixed windows the training script evaluated; float sums may differ in the last digits
     assert loss == pytest.approx(meta["final_val_loss"], abs=2e-3), (name, loss, meta["final_val_loss"])
 
