@@ -190,3 +190,18 @@ def test_merge_reference_equals_labkits_merged_layer():
     torch.testing.assert_close(ch07b._reference_merge(lora)(x), lora.merged()(x))
 
 
+
+
+def test_the_browser_stand_in_chooses_what_the_committed_run_chose():
+    """The browser slice replaces the linear probes that choose the window and pooling by their choice:
+    it must be the one the committed run printed."""
+    import json
+
+    from notebook_cells import stand_in
+
+    cell = next(c for c in json.loads(CHAPTER.read_text())["cells"]
+                if "".join(c["source"]).startswith("encoded = {(lang, split, window)"))
+    printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("output_type") == "stream")
+    chosen = re.search(r"the (start|end) of each review, '(last|mean)' pooling", printed)
+    assert chosen, "the cell should print its choice of window and pooling"
+    assert f'WINDOW, POOLING = "{chosen.group(1)}", "{chosen.group(2)}"' in stand_in(cell)
