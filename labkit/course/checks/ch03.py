@@ -1,4 +1,5 @@
-"""Checks for chapter 03 (core algorithms): a backward pass, a gradient by hand, two optimizer steps.
+"""Checks for chapter 03 (core algorithms): a backward pass, a gradient by hand, two optimizer steps,
+a stability limit, a predict-measure-explain, and settings that cross Rosenbrock's valley.
 
 The stub cells in ``chapters/03_algorithms.ipynb``::
 
@@ -27,6 +28,10 @@ The stub cells in ``chapters/03_algorithms.ipynb``::
     measured = ...     # TODO: Adam's ratio, as the measurement cell printed it
     explanation = ...  # TODO: "a", "b" or "c"
     check("03.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
+    rosenbrock_lr = ...        # TODO: the momentum path's learning rate (the widget's "lr (GD, mom.)")
+    rosenbrock_momentum = ...  # TODO: its momentum μ; both found with the race widget (rosenbrock, 300 steps)
+    check("03.7", dict(lr=rosenbrock_lr, momentum=rosenbrock_momentum))
 
 Every check runs the learner's code on fresh numbers from its own random generator (the
 notebook's random stream is untouched) and compares with torch.
@@ -537,3 +542,64 @@ LOSS_SCALE.register(
         lambda: LOSS_SCALE.answer(committed="B", prediction="B"),          # not an option
     ),
 )
+
+
+# --------------------------------------------------------------------------- 03.7 Rosenbrock in 300 steps
+
+ROSENBROCK_STEPS, ROSENBROCK_TOLERANCE = 300, 0.05  # the race widget's "steps"; how close to the star counts
+
+
+def momentum_end(lr: float, momentum: float) -> torch.Tensor:
+    """Where the race's momentum path ends on Rosenbrock after ``ROSENBROCK_STEPS`` steps from the
+    surface's start: labkit's Momentum, as the chapter's race runs it. (x, y) as a tensor (2,)."""
+    from labkit import optimizers, surfaces
+
+    path = surfaces.run_optimizer("rosenbrock", lambda p: optimizers.Momentum(p, lr=lr, momentum=momentum),
+                                  steps=ROSENBROCK_STEPS)
+    return path[-1]
+
+
+def _check_rosenbrock(settings: Any) -> str:
+    if not isinstance(settings, dict) or set(settings) != {"lr", "momentum"}:
+        raise Hint("hand in a dict with the two settings of the race's momentum path, "
+                   f"like dict(lr=0.001, momentum=0.9); got {settings!r:.60}")
+    lr, momentum = settings["lr"], settings["momentum"]
+    if lr is Ellipsis or momentum is Ellipsis:
+        raise NotImplementedError("replace each ... with a number: in the race widget pick rosenbrock and 300 steps, "
+                                  "and move 'lr (GD, mom.)' and 'momentum μ' until the momentum path ends on the star")
+    for name, value in (("lr", lr), ("momentum", momentum)):
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise Hint(f"{name} should be a number, got {value!r:.40}")
+    if lr <= 0:
+        raise Hint(f"lr should be above 0, got {lr:g}")
+    if not 0 <= momentum < 1:
+        raise Hint(f"momentum μ should be at least 0 and below 1 (the share of the velocity kept each step), got {momentum:g}")
+    end = momentum_end(float(lr), float(momentum))
+    if not torch.isfinite(end).all() or end.abs().max() > 100:
+        raise Hint(f"with lr {lr:g} the path leaves the picture: Rosenbrock's walls are steep (gradients reach "
+                   "hundreds), so a step of lr × gradient overshoots and grows. Lower lr")
+    distance = math.dist(end.tolist(), (1.0, 1.0))
+    where = f"the path ends at ({end[0]:+.3f}, {end[1]:+.3f}), {distance:.3f} from the star (1, 1)"
+    if distance <= ROSENBROCK_TOLERANCE:
+        return where
+    if momentum == 0:
+        raise Hint(f"with momentum 0 this is plain GD: {where}. On the nearly flat, curving floor of the valley its "
+                   "steps are tiny; momentum builds up speed along the floor: raise μ")
+    raise Hint(f"{where} after {ROSENBROCK_STEPS} steps; it should end within {ROSENBROCK_TOLERANCE}. Watch the path in "
+               "the widget: still crawling along the floor, it needs more speed (a larger μ or lr); circling or "
+               "overshooting the star, a smaller lr")
+
+
+exercise(
+    "03.7",
+    title="Rosenbrock in 300 steps",
+    reference=lambda: dict(lr=0.002, momentum=0.95),
+    stub=lambda: dict(lr=..., momentum=...),
+    wrong=[
+        lambda: dict(lr=0.001, momentum=0.0),   # plain GD: stuck on the floor
+        lambda: dict(lr=0.001, momentum=0.5),   # too slow along the floor
+        lambda: dict(lr=0.05, momentum=0.9),    # diverges
+        lambda: dict(lr=0.002, momentum=1.0),   # not a momentum
+        lambda: [0.002, 0.95],                  # not a dict
+    ],
+)(_check_rosenbrock)

@@ -27,6 +27,9 @@ The stub cells in ``chapters/04_math.ipynb``::
     measured = ...     # TODO: the step h with the smallest error, as the measurement cell printed it
     explanation = ...  # TODO: "a", "b" or "c"
     check("04.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
+    diagonal = ...  # TODO: a 3 × 3 kernel that answers ╲ edges, bright side up and to the right
+    check("04.7", diagonal)
 """
 from __future__ import annotations
 
@@ -513,3 +516,92 @@ FINITE_STEP.register(
         lambda: _smallest_error(),  # the error, not the step
     ),
 )
+
+
+# --------------------------------------------------------------------------- 04.7 a ╲ edge detector
+
+EDGE_SIZE = 12  # the test pictures: EDGE_SIZE × EDGE_SIZE, 0 (dark) and 1 (bright)
+
+
+def edge_pictures(size: int = EDGE_SIZE) -> dict[str, torch.Tensor]:
+    """Step edges of contrast 1, each (size, size): both diagonals, each with its bright side on
+    either side, and a vertical and a horizontal edge. Rows count down, columns right, so j > i is
+    the part above and to the right of the ╲ diagonal."""
+    i, j = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return {
+        "╲, bright above": (j > i).float(), "╲, bright below": (j < i).float(),
+        "╱, bright above": (i + j < size - 1).float(), "╱, bright below": (i + j > size - 1).float(),
+        "vertical, bright right": (j >= size // 2).float(), "horizontal, bright above": (i < size // 2).float(),
+    }
+
+
+def edge_responses(kernel: torch.Tensor) -> dict[str, float]:
+    """The largest response of ``kernel`` (3, 3) to each picture of ``edge_pictures`` (no padding:
+    every window lies inside the picture), and to the ╱ edges the largest in size, either sign."""
+    responses = {name: F.conv2d(picture[None, None], kernel[None, None].float())[0, 0]
+                 for name, picture in edge_pictures().items()}
+    largest = {name: r.max().item() for name, r in responses.items()}
+    largest["╱, either sign"] = max(responses[n].abs().max().item() for n in ("╱, bright above", "╱, bright below"))
+    return largest
+
+
+def _check_diagonal(diagonal: Any) -> str:
+    if diagonal is Ellipsis or diagonal is None:
+        raise Hint("replace ... with a 3 × 3 kernel, e.g. torch.tensor([[...], [...], [...]]): build it in the kernel "
+                   "explorer (section 2) first and watch its map")
+    try:
+        kernel = torch.as_tensor(diagonal, dtype=torch.float32) if not isinstance(diagonal, torch.Tensor) else diagonal
+    except (TypeError, ValueError):
+        raise Hint(f"diagonal should be a 3 × 3 tensor (or nested lists of numbers), got {type(diagonal).__name__}") from None
+    if tuple(kernel.shape) != (3, 3):
+        raise Hint(f"diagonal should have shape (3, 3), got {tuple(kernel.shape)}")
+    kernel = kernel.detach().float()
+    if not torch.isfinite(kernel).all():
+        raise Hint("diagonal holds inf or NaN")
+    scale = kernel.abs().max().item()
+    if scale == 0:
+        raise Hint("all nine numbers are 0: the map is 0 everywhere")
+    total = kernel.sum().item()
+    if abs(total) > 1e-6 * scale:
+        raise Hint(f"its nine numbers sum to {total:g}: on a flat area of brightness x it answers {total:g}·x instead of "
+                   "0, so bright surfaces light up like edges. An edge kernel's numbers sum to 0 (Sobel's do)")
+    r = edge_responses(kernel)
+    peak = r["╲, bright above"]
+    if peak <= 0:
+        if r["╲, bright below"] > 0:
+            raise Hint("it answers ╲ edges whose bright side is below and to the left: the other polarity. "
+                       "Multiply all nine numbers by −1")
+        if r["╱, either sign"] > 0:
+            raise Hint("it answers ╱ edges, the other diagonal, and gives no positive response anywhere on a ╲ edge "
+                       "whose bright side is up and to the right")
+        raise Hint("it gives no positive response anywhere on a ╲ edge whose bright side is up and to the right")
+    if r["╱, either sign"] > 0.25 * peak:
+        share = r["╱, either sign"] / peak
+        raise Hint(f"it answers a ╱ edge {share:.0%} as strongly as a ╲ edge: it should tell the two diagonals apart "
+                   "(at most 25%). Sobel x answers both alike: it compares left with right, and both diagonals have a "
+                   "dark left and a bright right. Compare the two corners across the ╲ line instead: up-right against "
+                   "down-left")
+    if r["╲, bright below"] > 0.25 * peak:
+        raise Hint(f"it also answers the ╲ edge of the other polarity ({r['╲, bright below'] / peak:.0%} as strongly): "
+                   "the bright side up and to the right should count, the other side against")
+    return (f"strongest on ╲ edges ({peak:g}); ╱ edges {r['╱, either sign'] / peak:.0%} of that, "
+            f"a vertical edge (bright right) {r['vertical, bright right'] / peak:.0%}, a horizontal one (bright above) "
+            f"{r['horizontal, bright above'] / peak:.0%}: the up-right direction has a right and an up half")
+
+
+_DIAGONAL_SOBEL = [[0.0, 1.0, 2.0], [-1.0, 0.0, 1.0], [-2.0, -1.0, 0.0]]  # bright up-right → positive
+
+exercise(
+    "04.7",
+    title="A kernel that finds ╲ edges",
+    reference=lambda: torch.tensor(_DIAGONAL_SOBEL),
+    stub=lambda: ...,
+    wrong=[
+        lambda: torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]),  # Sobel x: both diagonals
+        lambda: -torch.tensor(_DIAGONAL_SOBEL),                                       # the other polarity
+        lambda: torch.tensor(_DIAGONAL_SOBEL).flip(1),                                # the ╱ detector
+        lambda: torch.tensor(_DIAGONAL_SOBEL) + torch.eye(3)[1:2].T @ torch.eye(3)[1:2],  # sums to 1 (emboss-like)
+        lambda: torch.zeros(3, 3),
+        lambda: torch.tensor(_DIAGONAL_SOBEL)[:2],                                    # not 3 × 3
+    ],
+)(_check_diagonal)
