@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = CACHE_DIR / f"seed{args.seed}_per{args.per_task}.pt"
     if cache.exists():
-        stored = torch.load(cache)
+        stored = torch.load(cache, weights_only=True)  # our own cache: tensors, tuples and an int
         data, n_questions = stored["data"], stored["n_questions"]
         print(f"seed {args.seed}: {len(data)} pairs from {cache}", flush=True)
     else:
