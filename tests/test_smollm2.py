@@ -448,18 +448,19 @@ def test_shipped_path_is_inside_the_installed_package():
 
 def test_the_dpo_tools_top_block_logprobs_equal_the_full_models(ours):
     """tools/dpo_smollm2.py trains SmolLM2's top blocks on cached states: its response log-probabilities
-    must be labkit.align.sequence_logprobs of the whole model, and `pack` must mask only the responses."""
-    from labkit.align import sequence_logprobs
+    must be labkit.align.sequence_logprobs of the whole model, on pairs packed as the tool packs them."""
+    from labkit.align import pack_responses, sequence_logprobs
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     try:
-        from dpo_smollm2 import TOP_K, TopBlocks, pack
+        from dpo_smollm2 import TOP_K, TopBlocks
     finally:
         sys.path.pop(0)
     model, tokenizer = ours
     end = tokenizer.token_id("<|im_end|>")
     prompt = tokenizer.encode("<|im_start|>user\nIs this review positive or negative? Great film.<|im_end|>\n<|im_start|>assistant\n")
-    ids, mask = pack(prompt, tokenizer.encode("positive") + [end], tokenizer.encode("It is a positive review."), end)
+    ids, mask = pack_responses([prompt, prompt], [tokenizer.encode("positive") + [end],
+                                                  tokenizer.encode("It is a positive review.")], end)
     assert mask.sum(1).tolist() == [len(tokenizer.encode("positive")) + 1, len(tokenizer.encode("It is a positive review."))]
     assert not mask[:, :len(prompt)].any()
     cut = model.config.n_layer - TOP_K

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import labkit  # noqa: E402
-from labkit.align import dpo_loss  # noqa: E402
+from labkit.align import dpo_loss, pack_responses  # noqa: E402
 from labkit.data import EXACT_MATCH_TASKS, load_instructions  # noqa: E402
 from labkit.finetune import apply_lora  # noqa: E402
 from labkit.instruct import exact_match, format_prompt, normalized_exact_match  # noqa: E402
@@ -69,18 +69,6 @@ def questions(seed: int, per_task: int) -> tuple[list[dict], list[dict], list[st
         of = [r for r in train_q if r["task"] == task]
         train += [of[i] for i in torch.randperm(len(of), generator=g)[:per_task].tolist()]
     return held_out, train, tasks
-
-
-def pack(prompt: list[int], response: list[int], other: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two sequences, prompt + response and prompt + other, right-padded with `pad`: ids (2, T) and
-    a mask (2, T) that is True at the response tokens (the ones whose log-probability counts)."""
-    T = len(prompt) + max(len(response), len(other))
-    ids = torch.full((2, T), pad)
-    mask = torch.zeros(2, T, dtype=torch.bool)
-    for row, answer in enumerate((response, other)):
-        ids[row, :len(prompt) + len(answer)] = torch.tensor(prompt + answer)
-        mask[row, len(prompt):len(prompt) + len(answer)] = True
-    return ids, mask
 
 
 class TopBlocks(nn.Module):
@@ -157,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             rejected = reply(smol, r, 16)
             if tok.decode([t for t in rejected if t != end]).strip() == r["output"]:
                 continue  # the judge accepts the model's own answer: no pair
-            ids, mask = pack(prompt_ids(r), tok.encode(r["output"]) + [end], rejected, end)
+            prompt = prompt_ids(r)
+            ids, mask = pack_responses([prompt, prompt], [tok.encode(r["output"]) + [end], rejected], end)
             with torch.no_grad():
                 data.append((smol.hidden_states_entering(ids, cut), ids, mask))
         n_questions = len(train)
