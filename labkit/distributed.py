@@ -34,7 +34,13 @@ def init_from_env(device: torch.device) -> torch.device:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= gpus:  # NCCL cannot put two ranks on one GPU ("Duplicate GPU detected")
+            raise RuntimeError(
+                f"rank {os.environ.get('RANK', local_rank)} was started for GPU cuda:{local_rank}, but this machine "
+                f"has {gpus} CUDA GPU{'s' if gpus != 1 else ''}: start torchrun with --nproc_per_node={gpus} "
+                "(one process per GPU), or set LABKIT_DEVICE=cpu to train every rank on the CPU (gloo)")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

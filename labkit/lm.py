@@ -247,7 +247,7 @@ def train_lm(
     flops_per_token = _flops_per_token(model, block_size)
     # tokens/s counts every rank's tokens, so MFU divides by every rank's peak together (each rank measures
     # its own: under torchrun a rank has 1 thread by default, half of this 2-core machine's peak)
-    peak = distributed.total([peak_flops or _measured_peak(device)], device)[0]
+    peak = distributed.total([peak_flops or _measured_peak(device, autocast)], device)[0]
 
     def compute_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
@@ -306,11 +306,13 @@ def _flops_per_token(model: nn.Module, block_size: int) -> float:
     return 6.0 * sum(p.numel() for p in model.parameters())
 
 
-def _measured_peak(device: torch.device) -> float:
-    """The fp32 matmul speed of ``device`` in FLOP/s, as ``labkit.doctor()`` measures it."""
+def _measured_peak(device: torch.device, autocast: torch.dtype | None = None) -> float:
+    """The matmul speed of ``device`` in FLOP/s in the dtype the Linear layers compute in
+    (``autocast``'s, else float32), as ``labkit.doctor()`` measures it: 1024² on a CPU, 4096² on
+    a GPU (a 1024² product leaves most of a large GPU idle, so it would measure a peak far too low)."""
     from .machine import matmul_gflops
 
-    return matmul_gflops(device) * 1e9
+    return matmul_gflops(device, autocast or torch.float32, size=4096 if device.type == "cuda" else 1024) * 1e9
 
 
 def _model_block_size(model: nn.Module) -> int:

@@ -101,3 +101,15 @@ def test_train_lm_on_two_ranks_equals_one_process_and_resumes_exactly(tmp_path):
         history = result["history"]
         for tokens_per_s, mfu in zip(history["tokens_per_s"][1:], history["mfu"][1:], strict=True):
             assert mfu == pytest.approx(tokens_per_s * flops / (ranks * 1e11)), f"{ranks} rank(s)"
+
+
+def test_more_ranks_than_gpus_is_refused_with_the_fix(monkeypatch):
+    """NCCL cannot put two ranks on one GPU: rank 1 on a 1-GPU machine is told what to do instead."""
+    from labkit import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"cuda:1, but this machine has 1 CUDA GPU: .*--nproc_per_node=1.*LABKIT_DEVICE=cpu"):
+        distributed.init_from_env(torch.device("cuda"))

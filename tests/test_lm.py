@@ -214,3 +214,24 @@ def test_history_of_a_step_based_run_plots_against_steps():
     draw_history(ax, {"step": [0, 100, 200], "train_loss": [4.0, 2.0, 1.5], "val_loss": [4.0, 2.1, 1.7]})
     assert ax.get_xlabel() == "step"
     assert list(ax.get_lines()[0].get_xdata()) == [0.0, 100.0, 200.0]
+
+
+def test_mfu_divides_by_the_peak_of_the_dtype_the_model_computes_in(monkeypatch):
+    """Under bf16 autocast the peak is bf16's (a GPU's bf16 rate is many times its fp32 rate: MFU
+    against the fp32 peak would read above 100%), and a GPU's is measured on a product big enough to fill it."""
+    from labkit import lm, machine
+
+    calls = []
+    monkeypatch.setattr(machine, "matmul_gflops", lambda device, dtype, size: calls.append((str(device), dtype, size)) or 1.0)
+    lm._measured_peak(torch.device("cpu"))
+    lm._measured_peak(torch.device("cpu"), torch.bfloat16)
+    lm._measured_peak(torch.device("cuda"), torch.bfloat16)
+    assert calls == [("cpu", torch.float32, 1024), ("cpu", torch.bfloat16, 1024), ("cuda", torch.bfloat16, 4096)]
+
+
+def test_adamw_keeps_pytorchs_default_kernel_on_a_cpu():
+    """make_optimizer asks for the fused AdamW kernel only when every parameter is on a CUDA GPU."""
+    from labkit.lm import configure_optimizer
+
+    optimizer = configure_optimizer(torch.nn.Linear(3, 2), lr=1e-3)
+    assert not optimizer.defaults.get("fused")
