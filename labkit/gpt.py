@@ -124,6 +124,16 @@ class KVCache:
         keys = self.layers[0].keys
         return 0 if keys is None else keys.shape[2]
 
+    def copy(self) -> KVCache:
+        """A cache of the same tokens that can grow without changing this one (``append`` makes new
+        tensors, so the two share the keys and values seen so far and nothing after): one cached
+        prompt prefix serves many continuations (chapter 07e)."""
+        twin = KVCache(0)
+        for layer in self.layers:
+            twin.layers.append(LayerCache())
+            twin.layers[-1].keys, twin.layers[-1].values = layer.keys, layer.values
+        return twin
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""

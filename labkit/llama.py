@@ -320,25 +320,32 @@ class Llama(nn.Module):
         use_cache: bool = True,
         stop_token: int | None = None,
         generator: torch.Generator | None = None,
+        prefix: KVCache | None = None,
     ) -> Iterator[int]:
         """Yield new token ids one at a time as they are generated, for one sequence idx (1, T).
 
         Sampling as in ``GPT.generate``: ``temperature`` 0 is greedy, ``top_k`` / ``top_p`` cut the
         tail. ``stop_token`` (e.g. ``<|im_end|>``'s id) ends the stream; it is yielded last. With
         ``use_cache`` each step feeds only the new token (a KV cache of n_kv_head heads per layer).
+        ``prefix`` (from ``prefill``) holds the keys and values of tokens read before: idx is then
+        only what follows them, and the prefix is never recomputed (nor changed: it serves again).
         """
         _check_sampling(temperature, top_k, top_p, max_new_tokens)
         if idx.dim() != 2 or idx.shape[0] != 1:
             raise ValueError(f"stream generates for one sequence of shape (1, T), got shape {tuple(idx.shape)}")
-        if idx.shape[1] + max_new_tokens > self.config.block_size:
+        seen = 0 if prefix is None else len(prefix)
+        if prefix is not None and (not use_cache or idx.shape[1] == 0):
+            raise ValueError("a prefix cache needs use_cache=True and at least one token after it in idx "
+                             f"(got use_cache={use_cache}, {idx.shape[1]} tokens)")
+        if seen + idx.shape[1] + max_new_tokens > self.config.block_size:
             raise ValueError(
-                f"{idx.shape[1]} prompt tokens + max_new_tokens={max_new_tokens} exceed the model's "
+                f"{seen + idx.shape[1]} prompt tokens + max_new_tokens={max_new_tokens} exceed the model's "
                 f"block_size {self.config.block_size}: shorten the prompt or ask for fewer tokens"
             )
         was_training = self.training
         self.eval()
         try:
-            cache = KVCache(self.config.n_layer) if use_cache else None
+            cache = prefix.copy() if prefix is not None else KVCache(self.config.n_layer) if use_cache else None
             new = idx  # what the model has not seen yet
             for _ in range(max_new_tokens):
                 hidden = self.hidden_states(new, cache)[:, -1, :]  # (1, C): only the last position predicts
@@ -353,6 +360,25 @@ class Llama(nn.Module):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def prefill(self, idx: torch.Tensor) -> KVCache:
+        """Read the tokens idx (1, T) once and return their KV cache, to pass as ``prefix`` to
+        ``stream`` / ``generate`` as often as you like: a prompt that many requests share (a system
+        prompt, few-shot examples) is computed once. API vendors sell this as "prompt caching";
+        chapter 07e caches each task's three solved examples."""
+        if idx.dim() != 2 or idx.shape[0] != 1 or idx.shape[1] == 0:
+            raise ValueError(f"prefill reads one sequence of shape (1, T) with T ≥ 1, got shape {tuple(idx.shape)}")
+        if idx.shape[1] > self.config.block_size:
+            raise ValueError(f"{idx.shape[1]} tokens exceed the model's block_size {self.config.block_size}")
+        was_training = self.training
+        self.eval()
+        try:
+            cache = KVCache(self.config.n_layer)
+            self.hidden_states(idx, cache)
+        finally:
+            self.train(was_training)
+        return cache
+
     def generate(
         self,
         idx: torch.Tensor,
@@ -365,8 +391,10 @@ class Llama(nn.Module):
         stop_token: int | None = None,
         generator: torch.Generator | None = None,
         on_token: Callable[[int], None] | None = None,
+        prefix: KVCache | None = None,
     ) -> torch.Tensor:
-        """Continue idx (1, T) by up to ``max_new_tokens`` tokens; returns (1, T + new).
+        """Continue idx (1, T) by up to ``max_new_tokens`` tokens; returns (1, T + new) (with a
+        ``prefix``, idx and the new tokens: not the prefix's tokens, which the cache does not keep).
 
         ``on_token(id)`` is called with each new token as soon as it exists (print it for a live
         reply); the other arguments are ``stream``'s.
@@ -374,7 +402,7 @@ class Llama(nn.Module):
         new: list[int] = []
         for token in self.stream(
             idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            use_cache=use_cache, stop_token=stop_token, generator=generator,
+            use_cache=use_cache, stop_token=stop_token, generator=generator, prefix=prefix,
         ):
             new.append(token)
             if on_token is not None:

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import regex
 import torch
 
+from .gpt import KVCache
 from .llama import Llama
 from .tokenizers import GPT2_SPLIT_PATTERN, _as_id_list, _check_ids, apply_merges
 
@@ -40,6 +42,8 @@ __all__ = [
     "bytes_to_unicode",
     "SmolLM2Tokenizer",
     "load_smollm2",
+    "CachedPrefix",
+    "cache_prefix",
     "chat",
 ]
 
@@ -320,6 +324,23 @@ def load_smollm2(dtype: torch.dtype = torch.float32, path: str | os.PathLike | N
     return model, SmolLM2Tokenizer.from_gguf_metadata(meta)
 
 
+@dataclass
+class CachedPrefix:
+    """The start of a conversation, read once: its token ids and the KV cache after them."""
+
+    ids: list[int]
+    cache: KVCache
+
+
+def cache_prefix(model: Llama, tokenizer: SmolLM2Tokenizer, messages: Sequence[dict[str, str]]) -> CachedPrefix:
+    """Read the chat ``messages`` (complete turns, e.g. few-shot examples) once, for ``chat(...,
+    prefix=)``: every conversation that starts with them continues from the cache instead of
+    reading them again. Chapter 07e caches each task's solved examples."""
+    ids = tokenizer.encode(tokenizer.apply_chat_template(list(messages), add_generation_prompt=False))
+    device = next(model.parameters()).device
+    return CachedPrefix(ids, model.prefill(torch.tensor([ids], device=device)))
+
+
 def chat(
     model: Llama,
     tokenizer: SmolLM2Tokenizer,
@@ -331,16 +352,24 @@ def chat(
     top_p: float | None = None,
     on_text: Callable[[str], None] | None = None,
     generator: torch.Generator | None = None,
+    prefix: CachedPrefix | None = None,
 ) -> str:
     """The model's reply to a user message (or to a list of chat messages), without the template.
 
     Greedy by default (``temperature=0``). ``on_text`` receives the reply piece by piece as it is
-    generated (``on_text=lambda s: print(s, end="", flush=True)`` for a live answer).
+    generated (``on_text=lambda s: print(s, end="", flush=True)`` for a live answer). ``prefix``
+    (from ``cache_prefix``) must be the start of ``message``'s turns: its tokens are not read again.
 
     Chapter 06d chats with SmolLM2 (sliders for temperature, top-k, top-p).
     """
     messages = [{"role": "user", "content": message}] if isinstance(message, str) else list(message)
     prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+    if prefix is not None:
+        if prompt[: len(prefix.ids)] != prefix.ids or len(prompt) == len(prefix.ids):
+            raise ValueError(
+                f"the conversation does not continue the cached prefix ({len(prefix.ids)} tokens, ending "
+                f"{tokenizer.decode(prefix.ids[-12:])!r}): cache_prefix must be given the conversation's first turns")
+        prompt = prompt[len(prefix.ids):]
     device = next(model.parameters()).device
     stop = tokenizer.token_id("<|im_end|>")
     reply: list[int] = []
@@ -348,6 +377,7 @@ def chat(
     for token in model.stream(
         torch.tensor([prompt], device=device), max_new_tokens, temperature=temperature,
         top_k=top_k, top_p=top_p, stop_token=stop, generator=generator,
+        prefix=None if prefix is None else prefix.cache,
     ):
         if token == stop:
             break

@@ -409,6 +409,43 @@ def test_tiny_llama_cache_gives_the_same_logits_as_the_full_sequence():
     assert cache.layers[0].keys.shape == (2, 2, 12, 4)  # only n_kv_head = 2 heads are cached
 
 
+def test_a_prefilled_prefix_continues_exactly_as_the_whole_prompt_and_serves_again():
+    """Prompt caching: the prefix's keys and values, computed once, give the tokens the whole prompt gives,
+    for two different continuations in turn (the cache is copied, never changed)."""
+    model = tiny_llama()
+    g = torch.Generator().manual_seed(2)
+    prefix_ids = torch.randint(50, (1, 9), generator=g)
+    prefix = model.prefill(prefix_ids)
+    assert len(prefix) == 9
+    for _ in range(2):
+        rest = torch.randint(50, (1, 4), generator=g)
+        whole = model.generate(torch.cat([prefix_ids, rest], dim=1), 8, temperature=0)
+        continued = model.generate(rest, 8, temperature=0, prefix=prefix)
+        assert torch.equal(continued, whole[:, 9:])
+        assert len(prefix) == 9  # untouched by the two generations
+    with pytest.raises(ValueError, match="use_cache=True"):
+        next(model.stream(rest, 2, prefix=prefix, use_cache=False))
+    with pytest.raises(ValueError, match="at least one token"):
+        next(model.stream(rest[:, :0], 2, prefix=prefix))
+    with pytest.raises(ValueError, match="13 prompt tokens \\+ max_new_tokens=20 exceed"):
+        next(model.stream(rest, 20, prefix=prefix))
+
+
+def test_chat_with_a_cached_few_shot_prefix_gives_the_same_reply(ours):
+    from labkit.smollm2 import cache_prefix
+
+    model, tokenizer = ours
+    shots = [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"},
+             {"role": "user", "content": "3 + 5?"}, {"role": "assistant", "content": "8"}]
+    prefix = cache_prefix(model, tokenizer, shots)
+    for question in ("1 + 6?", "4 + 4?"):
+        messages = [*shots, {"role": "user", "content": question}]
+        assert labkit.chat(model, tokenizer, messages, max_new_tokens=6, prefix=prefix) == \
+            labkit.chat(model, tokenizer, messages, max_new_tokens=6)
+    with pytest.raises(ValueError, match="does not continue the cached prefix"):
+        labkit.chat(model, tokenizer, "1 + 6?", prefix=prefix)
+
+
 def test_rms_norm_and_rotary_do_what_they_say():
     x = torch.randn(3, 8)
     norm = RMSNorm(8)
