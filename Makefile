@@ -83,7 +83,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bpe_encode.py
 
 checkpoints: $(STAMP)  ## retrain the shipped GPT checkpoints (a GPU is used if there is one; resumes)
-	$(BIN)/python tools/train_checkpoints.py shakespeare_char tang_char tang_char_tiny base_bpe instruct_bpe  # instruct_bpe starts from base_bpe
+	$(BIN)/python tools/train_checkpoints.py shakespeare_char shakespeare_char_tiny tang_char tang_char_tiny base_bpe instruct_bpe  # instruct_bpe starts from base_bpe
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -26,7 +26,8 @@ from safetensors.torch import save_file
 from .files import DamagedFileError, listing, read_json, read_safetensors
 from .gpt import GPT, GPTConfig
 
-__all__ = ["CHECKPOINTS_DIR", "SHIPPED", "load_checkpoint", "load_pretrained", "save_checkpoint"]
+__all__ = ["CHECKPOINTS_DIR", "SHIPPED", "load_checkpoint", "load_pretrained", "save_checkpoint", "shipped_history",
+           "continue_shipped_run"]
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE = "config.json", "model.safetensors", "tokenizer.json", "meta.json"
 
@@ -185,12 +186,13 @@ def _load_tokenizer(name: str, path: Path) -> Any:
 # ====================================================================== the checkpoints the course ships
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = ("shakespeare_char", "tang_char", "tang_char_tiny", "base_bpe", "instruct_bpe")
+SHIPPED = ("shakespeare_char", "shakespeare_char_tiny", "tang_char", "tang_char_tiny", "base_bpe", "instruct_bpe")
 
 
 def load_pretrained(name: str, device: str | torch.device | None = None) -> tuple[GPT, Any, dict[str, Any]]:
     """One of the GPTs the course ships, trained by ``tools/train_checkpoints.py``:
-    "shakespeare_char", "tang_char" (character level), "tang_char_tiny" (chapter 06b's Tang run),
+    "shakespeare_char", "tang_char" (character level), "shakespeare_char_tiny" and "tang_char_tiny"
+    (chapter 06b's two runs),
     "base_bpe" (byte-level BPE, English and Chinese) or "instruct_bpe" (base_bpe instruction-tuned by
     chapter 07c's training). Returns
     (model in eval mode, tokenizer, meta) — meta holds the validation loss and the command that
@@ -207,3 +209,46 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> tupl
             f"`git checkout -- checkpoints/{name}`, or retrain it with `python tools/train_checkpoints.py {name}`"
         )
     return load_checkpoint(directory, device)
+
+
+def shipped_history(name: str) -> dict[str, list[float]]:
+    """The ``history.csv`` a shipped run wrote: column (step, train_loss, val_loss, …) → one value per
+    evaluation."""
+    import csv
+
+    if name not in SHIPPED:
+        raise ValueError(f"unknown checkpoint {name!r}; the course ships {', '.join(SHIPPED)}")
+    path, fix = CHECKPOINTS_DIR / name / "history.csv", f"Restore it with `git checkout -- checkpoints/{name}`"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing. {fix}")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        history = {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as error:
+        raise DamagedFileError(path, f"cannot be read as the run's history ({error})", fix) from None
+    if not {"step", "val_loss"} <= history.keys():
+        raise DamagedFileError(path, f"has no step and val_loss columns (it has {', '.join(history) or 'no rows'})", fix)
+    return history
+
+
+def continue_shipped_run(name: str, step: int, live_val_loss: float, *, tolerance: float = 0.02) -> dict[str, list[float]]:
+    """Live, then shipped (chapters 06b and 07c): a notebook trains the first ``step`` steps of a run
+    whose whole is shipped as checkpoint ``name`` (made by the same code, settings and seed), then
+    continues from the shipped weights. This checks that the live run *is* that run: its validation
+    loss at ``step`` must equal the shipped history's there, within ``tolerance`` (another machine
+    rounds differently; on the machine that made the checkpoint they agree to every printed digit).
+    Prints both; returns the shipped history (``shipped_history``).
+    """
+    history = shipped_history(name)
+    at = dict(zip((int(s) for s in history["step"]), history["val_loss"]))
+    if step not in at:
+        raise ValueError(f"the shipped run {name!r} has no evaluation at step {step}: it evaluated at steps "
+                         f"{', '.join(str(s) for s in at)}; stop the live run at one of them")
+    gap = abs(live_val_loss - at[step])
+    print(f"validation loss at step {step}: live {live_val_loss:.4f}, shipped run {at[step]:.4f}: "
+          + ("the same run" if gap < 1e-3 else f"{gap:.3f} apart (another machine rounds differently)"))
+    if not gap < tolerance:
+        raise ValueError(f"the live run left the shipped run's path (validation loss {live_val_loss:.4f} vs "
+                         f"{at[step]:.4f} at step {step}): did a cell above change? Restart the kernel and run all cells")
+    return history

@@ -67,6 +67,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Chapter 06b's Tang run, exactly: the notebook trains its first steps live, checks that its validation loss
     # there equals this run's history, and continues from these weights (its FULL_RUN trains every step itself).
     # The same settings on a GPU, so that the run is the notebook's everywhere.
+    # Chapter 06b's Shakespeare run, the same way: its first steps live, the rest from this checkpoint.
+    "shakespeare_char_tiny": dict(
+        corpus="shakespeare", tokenizer="char", prompt="\n",
+        cpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),  # GPTConfig "char-tiny"
+                 train=dict(steps=1200, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=20)),
+        gpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+                 train=dict(steps=1200, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=20)),
+    ),
     "tang_char_tiny": dict(
         corpus="tang_poems", tokenizer="char", prompt="\n",
         cpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),  # GPTConfig "char-tiny"

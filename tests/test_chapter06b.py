@@ -87,7 +87,32 @@ def test_the_tang_run_is_the_shipped_checkpoints_recipe():
     assert meta["settings"] == {**notebook_settings, "eval_batches": 10}
     assert "LIVE_STEPS = 300 if same_run else TANG_STEPS" in source
     assert meta["steps"] == 800 and 300 % notebook_settings["eval_every"] == 0  # the live run ends on an evaluation
-    assert "tang_model = shipped_tang" in source and "assert gap < 0.02" in source
+    assert "tang_model = shipped_tang" in source and 'continue_shipped_run("tang_char_tiny", LIVE_STEPS,' in source
+
+
+def test_the_shakespeare_run_is_the_shipped_checkpoints_recipe():
+    """Section 3.6 does the same with `shakespeare_char_tiny`: its first 500 steps live, the rest shipped."""
+    from labkit.checkpoints import load_pretrained
+    from labkit.recipes import RECIPES
+
+    source = "\n".join(_code_cells(CHAPTER))
+    values = {}
+    for pattern in (r"^STEPS = \d+ if FULL_RUN else (?P<STEPS>\d+)$", r"^BATCH_SIZE = (?P<BATCH_SIZE>\d+)$",
+                    r"^LR, WARMUP = (?P<LR>[\d.e-]+), (?P<WARMUP>\d+)$"):
+        match = re.search(pattern, source, re.MULTILINE)
+        assert match, f"06b should set its run's settings on a line of the form {pattern}"
+        values.update({key: float(value) if key == "LR" else int(value) for key, value in match.groupdict().items()})
+    match = re.search(r"^RUN = (dict\(.*\))$", source, re.MULTILINE)
+    assert match, "06b's Shakespeare settings should be one line: RUN = dict(...)"
+    notebook_settings = eval(match.group(1), {"dict": dict, **values})
+    recipe = RECIPES["shakespeare_char_tiny"]
+    assert recipe["cpu"]["train"] == notebook_settings and recipe["corpus"] == "shakespeare"
+    assert recipe["tokenizer"] == "char"
+    model, tokenizer, meta = load_pretrained("shakespeare_char_tiny")
+    assert model.config == GPTConfig.preset("char-tiny", vocab_size=tokenizer.vocab_size)
+    assert meta["settings"] == notebook_settings and meta["steps"] == values["STEPS"]
+    assert "LIVE_STEPS = 500 if same_run else STEPS" in source and 500 % notebook_settings["eval_every"] == 0
+    assert "model = shipped_model" in source and 'continue_shipped_run("shakespeare_char_tiny", LIVE_STEPS,' in source
 
 
 def test_exactly_one_browser_test_cell_whose_first_slider_redraws_a_figure():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,3 +203,39 @@ def test_exporting_a_damaged_recipe_run_file_is_named(tmp_path):
     with pytest.raises(ValueError) as info:
         recipes.train("tang_char", export_only=True, run_dir=tmp_path, out_dir=tmp_path / "out")
     assert_readable(info.value, tmp_path / "tang_char.run.pt", "empty or cut short", "python -m labkit train tang_char")
+
+
+def test_continue_shipped_run_checks_the_live_loss_against_the_shipped_history(capsys):
+    from labkit.checkpoints import continue_shipped_run, shipped_history
+
+    history = shipped_history("tang_char_tiny")
+    assert history["step"][:4] == [0.0, 100.0, 200.0, 300.0] and len(history["val_loss"]) == len(history["step"])
+    at_300 = history["val_loss"][3]
+    assert continue_shipped_run("tang_char_tiny", 300, at_300)["val_loss"] == history["val_loss"]
+    assert "the same run" in capsys.readouterr().out
+    continue_shipped_run("tang_char_tiny", 300, at_300 + 0.01)  # another machine's rounding: said, not refused
+    assert "0.010 apart" in capsys.readouterr().out
+    off_path = f"path (validation loss {at_300 + 0.1:.4f} vs {at_300:.4f} at step 300): did a cell above change"
+    with pytest.raises(ValueError, match=re.escape(off_path)):
+        continue_shipped_run("tang_char_tiny", 300, at_300 + 0.1)
+    with pytest.raises(ValueError, match=r"no evaluation at step 250: it evaluated at steps 0, 100, 200"):
+        continue_shipped_run("tang_char_tiny", 250, at_300)
+    with pytest.raises(ValueError, match="unknown checkpoint 'nope'"):
+        shipped_history("nope")
+
+
+def test_a_damaged_or_missing_history_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    from labkit import checkpoints
+    from labkit.files import DamagedFileError
+
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"tang_char_tiny/history.csv is missing. Restore it with `git checkout"):
+        checkpoints.shipped_history("tang_char_tiny")
+    (tmp_path / "tang_char_tiny").mkdir()
+    (tmp_path / "tang_char_tiny" / "history.csv").write_text("step,val_loss\n0,eight\n")
+    with pytest.raises(DamagedFileError, match=r"history.csv cannot be read as the run's history .*git checkout"):
+        checkpoints.shipped_history("tang_char_tiny")
+    (tmp_path / "tang_char_tiny" / "history.csv").write_text("epoch,loss\n0,1.5\n")
+    with pytest.raises(DamagedFileError, match="has no step and val_loss columns \\(it has epoch, loss\\)"):
+        checkpoints.shipped_history("tang_char_tiny")
+
