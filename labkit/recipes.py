@@ -64,10 +64,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         gpu=dict(model=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
                  train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=250)),
     ),
-    # Chapter 06b's Tang run, exactly: the notebook trains its first steps live, checks that its validation loss
-    # there equals this run's history, and continues from these weights (its FULL_RUN trains every step itself).
-    # The same settings on a GPU, so that the run is the notebook's everywhere.
-    # Chapter 06b's Shakespeare run, the same way: its first steps live, the rest from this checkpoint.
+    # Chapter 06b's two runs, exactly: the notebook trains the first steps of each live, checks that its validation
+    # loss there equals the shipped run's history (labkit.checkpoints.continue_shipped_run), and continues from
+    # these weights (its FULL_RUN trains every step itself). The same settings on a GPU, so that each run is the
+    # notebook's everywhere.
     "shakespeare_char_tiny": dict(
         corpus="shakespeare", tokenizer="char", prompt="\n",
         cpu=dict(model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),  # GPTConfig "char-tiny"
