@@ -9,6 +9,14 @@
 #
 # It uses the machine's own python3 and packages (the GPU machine has PyTorch, not the course's
 # .venv): set PYTHON to use another.
+#
+# The session's device tool sends the working tree, at most 64 MiB; the course's tracked files are
+# about 176 MB. Move aside what these checks do not read, call the tool, and restore it:
+#     rm -rf datasets/FashionMNIST datasets/MNIST datasets/spoken_digits datasets/fonts \
+#            checkpoints/{base_bpe,instruct_bpe,tang_char}/model.safetensors     # about 47 MB remain
+#     ... run `bash tools/gpu_check.sh` there ...
+#     git checkout -- datasets checkpoints
+# (tests/test_checkpoints.py then fails for the three checkpoints moved aside: expected there.)
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON=${PYTHON:-python3}
