@@ -26,9 +26,16 @@ The stub cells in ``chapters/02_concepts.ipynb``::
     measured = ...     # TODO: the loss that the measurement cell printed
     explanation = ...  # TODO: "a", "b" or "c"
     check("02.6", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
+    points = ...  # TODO: the widget's "data points" from which on degree 10 stays "about right for this data"
+    check("02.7", points)
+
+02.7 recomputes section 5's widget: the same fixed pool of points, validation points and least
+squares (float64), for every position of its "data points" slider (well under a second, then cached).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from numbers import Integral
 from typing import Any
@@ -504,3 +511,96 @@ SHAPE_TRAP.register(
         lambda: 100 * 100,  # the number of entries, not the loss
     ),
 )
+
+
+# --------------------------------------------------------------------------- 02.7 how much data degree 10 needs
+
+POLY_NOISE, POLY_MAX_DEGREE, POLY_DEGREE = 0.3, 14, 10  # section 5: the noise, the degrees shown, the question's
+POINTS_SLIDER = range(15, 201, 5)                        # the widget's "data points" slider
+ABOUT_RIGHT = 1.15  # the widget's verdict: "about right" within 15% of the best degree's validation error
+
+
+def _poly_points(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Section 5's make_points: x uniform in [-1, 1], y = sin(6x + 0.5) + noise, float64."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1
+    return x, torch.sin(6 * x + 0.5) + POLY_NOISE * torch.randn(n, generator=generator, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def degree_verdicts() -> dict[int, tuple[float, int]]:
+    """For each position n of the slider: (degree 10's validation error / the best degree's, the best degree),
+    as the widget computes them (its pool: seed 3, its 2,000 validation points: seed 1)."""
+    val_x, val_y = _poly_points(2000, 1)
+    pool_x, pool_y = _poly_points(200, 3)
+    # the columns 1, x, x², ..., x^14 once: degree d's are the first d + 1 (the same numbers the widget computes)
+    val_powers, pool_powers = (torch.stack([x**k for k in range(POLY_MAX_DEGREE + 1)], dim=-1) for x in (val_x, pool_x))
+
+    verdicts, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # 570 tiny least-squares fits: waking a second thread for each costs more than it saves
+    try:
+        for n in POINTS_SLIDER:
+            x, y = pool_powers[:n], pool_y[:n, None]
+            errors = torch.stack([
+                ((val_powers[:, : d + 1] @ torch.linalg.lstsq(x[:, : d + 1], y).solution)[:, 0] - val_y).pow(2).mean()
+                for d in range(POLY_MAX_DEGREE + 1)])
+            best = int(errors.argmin())
+            verdicts[n] = (float(errors[POLY_DEGREE] / errors[best]), best)
+    finally:
+        torch.set_num_threads(threads)
+    return verdicts
+
+
+def stays_about_right_from() -> int:
+    """The fewest points from which on degree 10 is "about right" at every later position of the slider."""
+    verdicts = degree_verdicts()
+    return min(n for n in POINTS_SLIDER if all(verdicts[m][0] <= ABOUT_RIGHT for m in POINTS_SLIDER if m >= n))
+
+
+def _times(ratio: float) -> str:
+    """A ratio of validation errors, with enough digits to tell it from the verdict's 1.15."""
+    return f"{ratio:.3f}×" if ratio < 2 else f"{ratio:.0f}×"
+
+
+def _check_points(points: Any) -> str:
+    if points is Ellipsis:
+        raise NotImplementedError("replace ... with a number of points: in section 5's widget set the degree to 10 "
+                                  "and move 'data points' up from 15, reading the title of the left panel")
+    if isinstance(points, bool) or not isinstance(points, Integral):
+        raise Hint(f"points should be a whole number of data points (a position of the slider), got {points!r:.40}")
+    points = int(points)
+    if points not in POINTS_SLIDER:
+        raise Hint(f"the 'data points' slider goes from {POINTS_SLIDER.start} to {POINTS_SLIDER.stop - 1} in steps of "
+                   f"{POINTS_SLIDER.step}; {points} is not one of its positions")
+    verdicts, answer = degree_verdicts(), stays_about_right_from()
+    ratio, best = verdicts[points]
+    if points == answer:
+        return (f"degree 10 is about right from {answer} points on: its validation error is {_times(ratio)} the best "
+                f"degree's there (the best: {best}), and within {ABOUT_RIGHT:.2f}× at every larger size")
+    if points > answer:
+        raise Hint(f"degree 10 is about right at {points} points, and it stays so from fewer points on: "
+                   "move the slider down until the title stops saying 'about right', one step at a time")
+    if ratio <= ABOUT_RIGHT:
+        again = next(m for m in POINTS_SLIDER if m > points and verdicts[m][0] > ABOUT_RIGHT)
+        raise Hint(f"at {points} points degree 10 is about right, but at {again} it is not again (its validation error "
+                   f"{_times(verdicts[again][0])} the best degree's): these few points happened to suit it. More data "
+                   "should make a verdict hold; find where it holds for good")
+    raise Hint(f"at {points} points degree 10's validation error is {_times(ratio)} the best degree's (the best: {best}): "
+               "still overfitting, its wiggles follow the noise. Add points")
+
+
+exercise(
+    "02.7",
+    title="How much data does degree 10 need?",
+    reference=stays_about_right_from,
+    stub=lambda: ...,
+    wrong=[
+        lambda: 25,     # about right by luck: 30 overfits again
+        lambda: 15,     # the slider's start: far overfitting
+        lambda: 65,     # just before: still 1.15× and more
+        lambda: 100,    # about right, but not the fewest
+        lambda: 72,     # not a position of the slider
+        lambda: 70.0,   # not a whole number
+    ],
+)(_check_points)
+

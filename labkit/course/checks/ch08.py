@@ -3,7 +3,7 @@
 Each notebook's checks live in its own module; importing them here registers every
 exercise of the chapter:
 
-- ``ch08a`` (08a_memory_and_speed): 08.1–08.4
+- ``ch08a`` (08a_memory_and_speed): 08.1–08.4, 08.16
 - ``ch08b`` (08b_distributed): 08.5–08.7
 - ``ch08c`` (08c_pruning_and_quantization): 08.8–08.11
 - ``ch08d`` (08d_distillation_and_experts): 08.12–08.15

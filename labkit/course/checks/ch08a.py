@@ -18,12 +18,17 @@ The stub cells in ``chapters/08a_memory_and_speed.ipynb``::
         raise NotImplementedError  # TODO: the roofline's GFLOP/s for a float32 (m, k) @ (k, n)
     check("08.4", predict_gflops)
 
+    without = ...             # TODO: the smallest batch B at which the activations outgrow the other three
+    with_checkpointing = ...  # TODO: the same, with checkpointing (the red part only)
+    check("08.16", dict(without=without, with_checkpointing=with_checkpointing))
+
 Every check runs in well under a second and leaves the notebook's random stream alone.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -31,7 +36,7 @@ from torch.utils.checkpoint import checkpoint, checkpoint_sequential
 
 from labkit.course.exercises import Hint, exercise, expect_callable, expect_number
 from labkit.gpt import GPT, GPTConfig
-from labkit.memory import activation_bytes, gpt_activation_bytes
+from labkit.memory import activation_bytes, gpt_activation_bytes, gpt_training_memory
 
 
 def _not_done(*args: Any, **kwargs: Any) -> Any:
@@ -384,3 +389,75 @@ exercise(
         lambda: lambda m, k, n, peak, bw: min(peak, bw * 1e9 * 2 * m * k * n / (4 * (m * k + k * n + m * n))),
     ],
 )(_check_predict_gflops)
+
+
+# --------------------------------------------------------------------------- 08.16 where activations take over
+
+TAKEOVER_SHAPE = dict(block_size=256, n_layer=6, n_embd=192)  # the memory widget's starting shape (heads of 32)
+TAKEOVER_BATCHES = range(1, 65)                                 # its batch slider
+
+
+def _takeover_config() -> GPTConfig:
+    return replace(GPTConfig.preset("char-small", vocab_size=70), **TAKEOVER_SHAPE,
+                   n_head=TAKEOVER_SHAPE["n_embd"] // 32)
+
+
+def takeover_batch(checkpointing: bool, *, with_recomputed: bool = False) -> int:
+    """The smallest batch at which the activations kept for the backward pass (``with_recomputed``: plus
+    the block checkpointing recomputes) outgrow weights, gradients and AdamW states together."""
+    config = _takeover_config()
+    for batch in TAKEOVER_BATCHES:
+        parts = gpt_training_memory(config, batch, checkpointing=checkpointing)
+        extra = gpt_activation_bytes(config, batch, checkpointing=True)["recomputed_block"] if with_recomputed else 0
+        if parts["activations"] + extra > parts["weights"] + parts["gradients"] + parts["optimizer"]:
+            return batch
+    raise AssertionError("the activations never outgrow the rest on the slider")  # not for this shape
+
+
+def _check_takeover(answer: Any) -> str:
+    if not isinstance(answer, dict) or set(answer) != {"without", "with_checkpointing"}:
+        raise Hint("hand in dict(without=..., with_checkpointing=...): two batch sizes, read off the widget's bars "
+                   f"(or computed with labkit.memory.gpt_training_memory); got {answer!r:.60}")
+    if any(value is Ellipsis for value in answer.values()):
+        raise NotImplementedError("replace each ... with a batch size: start the memory widget at its shape (context "
+                                  "256, 6 blocks, width 192) and move the batch until the red bar outgrows the other three")
+    for name, value in answer.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value not in TAKEOVER_BATCHES:
+            raise Hint(f"{name} should be a whole batch size from 1 to 64 (the widget's slider), got {value!r:.40}")
+    config, rest_of = _takeover_config(), {}
+    right = {"without": takeover_batch(False), "with_checkpointing": takeover_batch(True)}
+    if answer == {"without": right["with_checkpointing"], "with_checkpointing": right["without"]}:
+        raise Hint("the two are swapped: checkpointing keeps far fewer activations, so they take over later")
+    for name, checkpointing in (("without", False), ("with_checkpointing", True)):
+        got = answer[name]
+        parts = gpt_training_memory(config, got, checkpointing=checkpointing)
+        rest_of[name] = rest = parts["weights"] + parts["gradients"] + parts["optimizer"]
+        at = (f"{name.replace('_', ' ')}, at B = {got} the activations kept are {parts['activations'] / 2**20:.1f} MiB "
+              f"against {rest / 2**20:.1f} MiB of weights, gradients and AdamW states")
+        if checkpointing and got == takeover_batch(True, with_recomputed=True) and got != right[name]:
+            raise Hint(f"{at}: count what is *kept* after the forward pass (the red bar), not the hatched block that "
+                       "checkpointing recomputes during the backward pass, one block at a time")
+        if got < right[name]:
+            raise Hint(f"{at}: not more yet. Raise B")
+        if got > right[name]:
+            raise Hint(f"{at}: more, but they already are at a smaller batch. The smallest B is asked for")
+    return (f"activations outgrow weights, gradients and AdamW states ({rest_of['without'] / 2**20:.1f} MiB) at "
+            f"B = {right['without']} without checkpointing and B = {right['with_checkpointing']} with it")
+
+
+exercise(
+    "08.16",
+    title="Where activations take over",
+    reference=lambda: {"without": takeover_batch(False), "with_checkpointing": takeover_batch(True)},
+    stub=lambda: dict(without=..., with_checkpointing=...),
+    wrong=[
+        lambda: {"without": takeover_batch(True), "with_checkpointing": takeover_batch(False)},       # swapped
+        lambda: {"without": takeover_batch(False) - 1, "with_checkpointing": takeover_batch(True)},   # the last B below
+        lambda: {"without": takeover_batch(False), "with_checkpointing": takeover_batch(True) + 5},   # not the smallest
+        lambda: {"without": takeover_batch(False),                                                     # hatched counted
+                 "with_checkpointing": takeover_batch(True, with_recomputed=True)},
+        lambda: {"without": takeover_batch(False), "with_checkpointing": 100},                        # off the slider
+        lambda: [3, 27],                                                                               # not a dict
+    ],
+)(_check_takeover)
+
