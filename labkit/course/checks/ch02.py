@@ -585,8 +585,10 @@ def _check_points(points: Any) -> str:
         raise Hint(f"at {points} points degree 10 is about right, but at {again} it is not again (its validation error "
                    f"{_times(verdicts[again][0])} the best degree's): these few points happened to suit it. More data "
                    "should make a verdict hold; find where it holds for good")
-    raise Hint(f"at {points} points degree 10's validation error is {_times(ratio)} the best degree's (the best: {best}): "
-               "still overfitting, its wiggles follow the noise. Add points")
+    verdict = ("the widget calls it underfitting: with these points a higher degree does better" if best > POLY_DEGREE
+               else "still overfitting: its wiggles follow the noise")
+    raise Hint(f"at {points} points degree 10's validation error is {_times(ratio)} the best degree's (the best: {best}); "
+               f"{verdict}. Add points")
 
 
 exercise(
