@@ -29,9 +29,9 @@ SOLUTIONS = REPO / "solutions" / f"{NAME}_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("08a")]
 
 
-def test_the_notebook_has_exercises_08_1_to_08_4():
-    assert IDS == ["08.1", "08.2", "08.3", "08.4"]
-    assert [ex.id for ex in chapter_exercises("08")][:4] == IDS
+def test_the_notebook_has_exercises_08_1_to_08_4_and_08_16():
+    assert IDS == ["08.1", "08.2", "08.3", "08.4", "08.16"]
+    assert [ex.id for ex in chapter_exercises("08")][:4] == IDS[:4] and "08.16" in [ex.id for ex in chapter_exercises("08")]
 
 
 def test_timing_and_widget_cells_are_marked_for_nbval():
