@@ -34,8 +34,8 @@ from labkit.machine import matmul_gflops
 
 DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}  # dense, FLOP/s
 SIZES: dict[str, tuple[dict[str, Any], int]] = {
-    "shakespeare_char GPU recipe (10.7 M)": (dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), 64),
-    "GPT-2 small shape (124 M)": (dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304), 16),
+    "shakespeare_char GPU recipe": (dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), 64),
+    "GPT-2 small shape": (dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304), 16),
 }
 
 
@@ -51,11 +51,12 @@ def run(config: dict[str, Any], batch: int, steps: int, autocast: torch.dtype | 
     history = train_lm(model, data, data[:200_000], steps=2 * steps, batch_size=batch, lr=3e-4, eval_every=steps,
                        eval_batches=2, autocast=autocast, peak_flops=peak, device="cuda", verbose=False)
     return dict(tokens_per_s=history["tokens_per_s"][-1], mfu=history["mfu"][-1], loss=history["train_loss"][-1],
+                parameters=model.num_parameters(),
                 memory_gib=torch.cuda.max_memory_allocated() / 2**30)
 
 
 def adam_step_ms(fused: bool, repeats: int = 20) -> float:
-    """Milliseconds per AdamW step on the 124 M model's parameters (gradients set once)."""
+    """Milliseconds per AdamW step on GPT-2 small's parameters (gradients set once)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)).cuda()
     for p in model.parameters():
@@ -85,8 +86,9 @@ def fp16_with_grad_scaler() -> None:
 
 
 def ddp_nccl_one_rank(steps: int = 5) -> None:
-    """DDP over NCCL on one rank (this machine's one GPU): `labkit.distributed.wrap` around the model,
-    the same steps as the bare model, weights compared. (Two ranks on one GPU are refused by NCCL;
+    """DDP over NCCL on one rank (this machine's one GPU): DistributedDataParallel around the model (as
+    `labkit.distributed.wrap` does with several ranks; with one it returns the model itself), the same
+    steps as the bare model, weights compared. (Two ranks on one GPU are refused by NCCL;
     `init_from_env` says so before NCCL does.)"""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29511")
     dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda", 0))
@@ -131,11 +133,11 @@ def main() -> None:
             r = run(config, batch, args.steps, autocast, measured[torch.bfloat16])
             label = "bf16 autocast" if autocast else "fp32"
             of_sheet = f", {r['mfu'] * measured[torch.bfloat16] / sheet:6.1%} of the datasheet" if sheet else ""
-            print(f"{name}, {label:>13}: {r['tokens_per_s']:>12,.0f} tokens/s, MFU {r['mfu']:6.1%} of the measured "
+            print(f"{name} ({r['parameters'] / 1e6:.1f} M), {label:>13}: {r['tokens_per_s']:>12,.0f} tokens/s, MFU {r['mfu']:6.1%} of the measured "
                   f"bf16 peak{of_sheet}; train loss {r['loss']:.3f}, peak memory {r['memory_gib']:.1f} GiB "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     foreach, fused = adam_step_ms(False), adam_step_ms(True)
-    print(f"AdamW step on 124 M parameters: foreach {foreach:.2f} ms, fused {fused:.2f} ms ({foreach / fused:.1f}×)", flush=True)
+    print(f"AdamW step on GPT-2 small's parameters: foreach {foreach:.2f} ms, fused {fused:.2f} ms ({foreach / fused:.1f}×)", flush=True)
     print("chapter 08a's fp16 + GradScaler cell:", flush=True)
     fp16_with_grad_scaler()
     ddp_nccl_one_rank()
