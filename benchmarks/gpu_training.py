@@ -133,7 +133,8 @@ def main() -> None:
             r = run(config, batch, args.steps, autocast, measured[torch.bfloat16])
             label = "bf16 autocast" if autocast else "fp32"
             of_sheet = f", {r['mfu'] * measured[torch.bfloat16] / sheet:6.1%} of the datasheet" if sheet else ""
-            print(f"{name} ({r['parameters'] / 1e6:.1f} M), {label:>13}: {r['tokens_per_s']:>12,.0f} tokens/s, MFU {r['mfu']:6.1%} of the measured "
+            print(f"{name} ({r['parameters'] / 1e6:.1f} M), {label:>13}: {r['tokens_per_s']:>12,.0f} tokens/s, "
+                  f"MFU {r['mfu']:6.1%} of the measured "
                   f"bf16 peak{of_sheet}; train loss {r['loss']:.3f}, peak memory {r['memory_gib']:.1f} GiB "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     foreach, fused = adam_step_ms(False), adam_step_ms(True)
