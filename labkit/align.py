@@ -138,7 +138,8 @@ def dpo_loss(
     The implicit reward of a response is r̂ = β · (log π(y|x) − log π_ref(y|x)); the loss is the
     Bradley–Terry negative log-likelihood that the chosen response wins:
     −log σ(r̂_chosen − r̂_rejected). The rewards come back detached, for logging. Chapter 07d
-    derives it and trains with it."""
+    derives it and trains with it. With `sequence_logprobs`, loss and gradient equal TRL's
+    ``DPOTrainer`` (loss "sigmoid") on the same model and batch (tests/test_align_trl.py)."""
     beta = _expect_beta(beta)
     for name, value in (("policy_chosen", policy_chosen), ("policy_rejected", policy_rejected),
                         ("reference_chosen", reference_chosen), ("reference_rejected", reference_rejected)):
@@ -197,7 +198,10 @@ def grpo_loss(
     (`group_advantages`, flattened); mask (B, T) True at the response tokens. Per token:
     min(ρ·A, clip(ρ, 1−clip, 1+clip)·A) − β·KL̂, with ρ = π/π_old; averaged over each response's
     tokens, then over the responses (the paper's 1/|o_i|), negated to be minimised. Chapter 07d
-    builds it by hand and trains with it."""
+    builds it by hand and trains with it. Loss and gradient equal TRL's ``GRPOTrainer`` with
+    ``loss_type="grpo"`` and ``use_bias_correction_kl=False`` (tests/test_align_trl.py); TRL 1.16's
+    default multiplies the KL term by π/π_old (after DeepSeek-V3.2), which leaves the loss's value
+    unchanged on-policy but changes the KL's gradient."""
     for name, value in (("logp", logp), ("old_logp", old_logp), ("reference_logp", reference_logp)):
         _expect_tensor(value, name, 2, "(B, T) of sampled tokens' log-probabilities")
     _expect_tensor(advantages, "advantages", 1, "(B,), one per response")
