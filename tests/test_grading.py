@@ -13,6 +13,7 @@ import base64
 import csv
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labkit.course import grading, sandbox
+from labkit.course import grading, grading_runner, sandbox
 from labkit.course.exercises import MIME_TYPE, chapter_exercises
 from labkit.course.grading import GradeTable, NotebookRun, StudentGrade, grade, verified_results
 from labkit.course.grading_kernel import sign
@@ -156,7 +157,7 @@ def test_table_text_and_csv(tmp_path):
 
 
 def _fake_batch(monkeypatch, folder: Path, outcomes: dict[str, NotebookRun], ran: list[str]) -> None:
-    def fake_run(source, name, timeout, isolation, executed, startup_timeout):
+    def fake_run(source, name, timeout, isolation, executed, startup_timeout, memory_bytes):
         ran.append(name)
         return outcomes[name]
 
@@ -355,11 +356,14 @@ def _adversarial_batch(course: Path, level: str, everyone: bool = True) -> dict:
         _write(subs / "f_slow" / "00_setup.ipynb", new_code_cell(IMPORTS), new_code_cell(ONES),
                new_code_cell("import time\ntime.sleep(600)"), new_code_cell(COUNT))
         (subs / "g_junk.ipynb").write_text("{ this is not a notebook", encoding="utf-8")
+        # asks for 6 GiB under the batch's 2 GiB limit: refused at once (the memory is never touched)
+        _write(subs / "g_hog" / "00_setup.ipynb", new_code_cell(IMPORTS), new_code_cell(ONES),
+               new_code_cell("hog = torch.empty(3 * 2**29, dtype=torch.float32)"), new_code_cell(COUNT))
     _write(subs / "h_zed" / "00_setup.ipynb", new_code_cell("print('zed')"))
     bob_before = (subs / "b_bob" / "00_setup.ipynb").read_bytes()
     started = time.monotonic()
     table = grade(subs, timeout=10, out_csv=course / "grades.csv", executed_dir=course.parent / f"executed-{level}",
-                  isolation=level)
+                  isolation=level, memory_gib=2)
     seconds = time.monotonic() - started
     alive = _processes_with(marker)
     for pid in alive:  # leave the machine clean even when the test fails
@@ -420,12 +424,47 @@ def test_a_submission_that_kills_its_parent_ends_only_its_own_run(batch):
 @pytest.mark.slow
 def test_every_student_gets_a_row_with_a_clear_status(strongest_batch):
     rows = strongest_batch["rows"]
-    assert list(rows) == ["a_eve", "b_bob", "c_killer", "d_mallory", "e_oscar", "f_slow", "g_junk", "h_zed"]
+    assert list(rows) == ["a_eve", "b_bob", "c_killer", "d_mallory", "e_oscar", "f_slow", "g_hog", "g_junk", "h_zed"]
     assert rows["f_slow"]["status"] == "timed out at cell 3" and rows["f_slow"]["00.1"] == "1"  # scores before it count
     assert rows["g_junk"]["status"] == "not a notebook"
     assert "cannot be read as a notebook (NotJSONError" in rows["g_junk"]["notes"]
     assert rows["b_bob"]["status"] == rows["a_eve"]["status"] == "graded"
     assert strongest_batch["seconds"] < 150
+
+
+@pytest.mark.slow
+def test_a_notebook_that_asks_for_too_much_memory_gets_an_error_and_the_batch_goes_on(strongest_batch):
+    """No memory limit existed: one notebook could take the machine's memory, and the grader's with it."""
+    hog = strongest_batch["rows"]["g_hog"]
+    assert hog["status"] == "error at cell 3" and hog["00.1"] == "1"       # the cells before it still count
+    assert "DefaultCPUAllocator: can't allocate memory" in hog["notes"]
+    assert "over the grader's memory limit of 2 GiB a notebook: --memory" in hog["notes"]
+    assert strongest_batch["rows"]["h_zed"]["status"] == "graded"
+
+
+def test_the_kernel_prelude_limits_memory_and_puts_the_kernel_first_for_the_oom_killer():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_DATA and oom_score_adj are Linux's")
+    probe = ("import resource; print(resource.getrlimit(resource.RLIMIT_DATA)[0], "
+             "open('/proc/self/oom_score_adj').read().strip())")
+    for limit, expected in ((3 * 2**30, f"{3 * 2**30} 1000"), (0, f"{resource.RLIM_INFINITY} 1000")):
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", grading_runner.KERNEL_PRELUDE, str(os.getpid()),
+                               str(limit), sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == expected, done.stderr
+
+
+def test_the_memory_limit_is_checked_and_defaults_to_half_the_machine(tmp_path, capsys):
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert abs(grading.default_memory_gib() - total / 2 / 2**30) <= 0.05
+    assert grading._memory_bytes(None) == int(grading.default_memory_gib() * 2**30)
+    assert grading._memory_bytes(0) == 0 and grading._memory_bytes(1.5) == 3 * 2**29
+    for bad in (-1, "4", True):
+        with pytest.raises(ValueError, match="memory must be a number of GiB ≥ 0"):
+            grading._memory_bytes(bad)
+    (tmp_path / "subs").mkdir()
+    with pytest.raises(SystemExit):
+        grading.main(["grade", str(tmp_path / "subs"), "--memory", "-2"])
+    assert "--memory must be a number of GiB ≥ 0 (0: no limit), got -2" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ from .grading_kernel import KEY_FILE, sign
 from .sandbox import Isolation, View, course_read_only_paths, detect, run_script_argv
 
 __all__ = ["grade", "GradeTable", "StudentGrade", "NotebookRun", "run_notebook", "verified_results", "main",
-           "STATUSES"]
+           "default_memory_gib", "STATUSES"]
 
 CURRENT_ENV_KERNEL = "labkit-current-env"
 """Kernel name meaning: the Python running the grader (its venv, its labkit)."""
@@ -67,6 +67,27 @@ STATUSES = ("graded", "error", "timed out", "crashed", "not a notebook", "tamper
 
 CHECK_MIME_TYPE = "application/vnd.labkit.check+json"
 """labkit.course.exercises.MIME_TYPE (a test keeps the two equal), here so that grading does not import torch."""
+
+_OUT_OF_MEMORY = ("can't allocate memory", "Cannot allocate memory", "MemoryError", "Unable to allocate")
+"""What an allocation refused under the memory limit says (torch's allocator, Python, NumPy)."""
+
+
+def default_memory_gib() -> float:
+    """Half of this machine's memory, in GiB: how much one notebook's kernel may hold unless told
+    otherwise (0.0 where the machine does not say how much it has: no limit)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+    return round(total / 2 / 2**30, 1)
+
+
+def _memory_bytes(memory_gib: float | None) -> int:
+    """`memory_gib` (None: `default_memory_gib`, 0: no limit) as a byte count for the runner."""
+    gib = default_memory_gib() if memory_gib is None else memory_gib
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not gib >= 0:
+        raise ValueError(f"memory must be a number of GiB ≥ 0 (0: no limit), got {memory_gib!r}")
+    return int(gib * 2**30)
 
 MAX_NOTEBOOK_BYTES = 100_000_000
 """A submission larger than this is refused as not a notebook (its outputs are cleared anyway)."""
@@ -339,8 +360,10 @@ def _last_cell(events: list[dict[str, Any]]) -> int | None:
 
 
 def _run_submission(source: bytes, name: str, timeout: float, isolation: Isolation,
-                    executed_path: Path | None = None, startup_timeout: float = 120) -> NotebookRun:
-    """Run one submitted notebook (its bytes; `name` is its file name) in `isolation`."""
+                    executed_path: Path | None = None, startup_timeout: float = 120,
+                    memory_bytes: int = 0) -> NotebookRun:
+    """Run one submitted notebook (its bytes; `name` is its file name) in `isolation`, its kernel
+    holding at most `memory_bytes` of data (0: no limit)."""
     import nbformat
 
     started = time.monotonic()
@@ -370,7 +393,7 @@ def _run_submission(source: bytes, name: str, timeout: float, isolation: Isolati
             "kernel_env": _sandbox_env(Path("/tmp") if isolation.name != "none" else tmp, run),
             "timeout": timeout, "startup_timeout": startup_timeout,
             "executed": str(folder / "executed.ipynb") if executed_path else None,
-            "mime_type": CHECK_MIME_TYPE, "grader_pid": os.getpid(),
+            "mime_type": CHECK_MIME_TYPE, "grader_pid": os.getpid(), "memory_bytes": memory_bytes,
         }
         supervised = _supervise(folder, job, run, limit)
         if executed_path and (folder / "executed.ipynb").exists():
@@ -382,6 +405,8 @@ def _run_submission(source: bytes, name: str, timeout: float, isolation: Isolati
         shutil.rmtree(folder, ignore_errors=True)
     results, forged = verified_results(((e["check"], e.get("cell")) for e in supervised.events if "check" in e), run, key)
     outcome = _outcome(Path(name), supervised, results, limit)
+    if memory_bytes and outcome.status in ("error", "crashed") and any(m in outcome.note for m in _OUT_OF_MEMORY):
+        outcome.note += f" (over the grader's memory limit of {memory_bytes / 2**30:g} GiB a notebook: --memory)"
     outcome.seconds = time.monotonic() - started
     return _mark_tampering(outcome, _tamper_marks(nb), forged)
 
@@ -420,22 +445,26 @@ def run_notebook(
     executed_path: str | Path | None = None,
     isolation: Isolation | str = "auto",
     startup_timeout: float = 120,
+    memory_gib: float | None = None,
 ) -> NotebookRun:
     """Run the notebook at `path` in a sandbox (`labkit.course.sandbox`) and collect its verified results.
 
     timeout: seconds for all its code cells together (kernel start-up not counted; that has
     `startup_timeout`). The first cell that raises, or the time running out, stops the run;
     results before it still count. executed_path: where to save the executed copy.
-    isolation: an `Isolation`, or "auto", "bwrap", "unshare", "none".
+    isolation: an `Isolation`, or "auto", "bwrap", "unshare", "none". memory_gib: the most data
+    its kernel (and each process it starts) may hold, in GiB; None: half of this machine's
+    memory (`default_memory_gib`); 0: no limit.
     """
     path = Path(path)
+    memory_bytes = _memory_bytes(memory_gib)
     level = isolation if isinstance(isolation, Isolation) else detect(isolation)
     try:
         source = path.read_bytes()
     except OSError as error:
         return NotebookRun(path, {}, f"cannot be read ({type(error).__name__}: {error})", 0.0, "not a notebook")
     run = _run_submission(source, path.name, timeout, level, Path(executed_path) if executed_path else None,
-                          startup_timeout)
+                          startup_timeout, memory_bytes)
     run.path = path
     return run
 
@@ -620,6 +649,7 @@ def grade(
     isolation: str = "auto",
     regrade: bool | Sequence[str] = False,
     startup_timeout: float = 120,
+    memory_gib: float | None = None,
 ) -> GradeTable:
     """Run every notebook under `folder`, each in its own sandbox, and score each student's exercises.
 
@@ -628,6 +658,9 @@ def grade(
     (regrade=True grades everyone again, regrade=["ann"] only those). executed_dir: keep the
     executed notebooks there. isolation: "auto" (the strongest that works), "bwrap", "unshare"
     or "none" (see `labkit.course.sandbox`); a level that does not work here raises RuntimeError.
+    memory_gib: the most data one notebook's kernel (and each process it starts) may hold, in GiB;
+    None: half of this machine's memory (`default_memory_gib`); 0: no limit. A notebook that asks
+    for more gets an allocation error in its cell, and the batch goes on.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -635,6 +668,7 @@ def grade(
                                 "(or one .ipynb) per student")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    memory_bytes = _memory_bytes(memory_gib)
     level = detect(isolation)
     if os.path.isdir("/proc"):
         _remove_stale_run_folders()
@@ -650,6 +684,8 @@ def grade(
     done = grade_file.done if grade_file else {}
     if verbose:
         print(f"isolation: {level}", flush=True)
+        print(f"memory: at most {memory_bytes / 2**30:g} GiB a notebook (--memory)" if memory_bytes
+              else "memory: no limit (--memory 0)", flush=True)
     students: dict[str, list[Path]] = {}
     for path in paths:
         students.setdefault(_student_of(path, folder), []).append(path)
@@ -664,7 +700,8 @@ def grade(
             relative = path.relative_to(folder)
             executed = Path(executed_dir) / relative if executed_dir else None
             try:
-                run = _run_submission(sources[path], path.name, timeout, level, executed, startup_timeout)
+                run = _run_submission(sources[path], path.name, timeout, level, executed, startup_timeout,
+                                      memory_bytes)
             except Exception as error:  # the grader's own failure: say so, and go on with the batch
                 run = NotebookRun(path, {}, f"the grader could not run it ({type(error).__name__}: {error})",
                                   0.0, "crashed")
@@ -685,7 +722,7 @@ def grade(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m labkit grade FOLDER [--timeout S] [--out FILE] [--isolation LEVEL] [--regrade [NAME...]]`.
+    """`python -m labkit grade FOLDER [--timeout S] [--memory GIB] [--out FILE] [--isolation LEVEL] [--regrade [NAME...]]`.
 
     `argv` may start with the word "grade" or not.
     """
@@ -713,18 +750,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sandbox for the notebooks (default auto: the strongest that works here)")
     parser.add_argument("--keep-executed", type=Path, default=None, metavar="DIR",
                         help="save the executed notebooks in DIR")
+    parser.add_argument("--memory", type=float, default=None, metavar="GIB",
+                        help="the most memory one notebook may hold, in GiB (default: half of this machine's, "
+                             f"{default_memory_gib():g} here; 0: no limit)")
     args = parser.parse_args(args_in)
     if not args.folder.is_dir():
         parser.error(f"no folder at {args.folder}: give the folder of submissions")
     if not args.timeout > 0:
         parser.error(f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    if args.memory is not None and not args.memory >= 0:
+        parser.error(f"--memory must be a number of GiB ≥ 0 (0: no limit), got {args.memory:g}")
     if not _find_notebooks(args.folder, skip=args.keep_executed):
         print(f"no notebooks (.ipynb) found under {args.folder}", file=sys.stderr)
         return 1
     regrade: bool | list[str] = False if args.regrade is None else (args.regrade or True)
     try:
         table = grade(args.folder, timeout=args.timeout, out_csv=args.out, executed_dir=args.keep_executed,
-                      verbose=True, isolation=args.isolation, regrade=regrade)
+                      verbose=True, isolation=args.isolation, regrade=regrade, memory_gib=args.memory)
     except (RuntimeError, ValueError) as error:
         print(f"python -m labkit grade: {error}", file=sys.stderr)
         return 2

@@ -35,9 +35,24 @@ from typing import Any
 
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
-DIE_WITH_PARENT = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL); "
-                   "os.getppid() == int(sys.argv[1]) or os._exit(1); os.execvp(sys.argv[2], sys.argv[2:])")
-"""`python -I -S -c DIE_WITH_PARENT PARENT_PID COMMAND...`: run COMMAND so that it gets SIGKILL when PARENT_PID ends."""
+KERNEL_PRELUDE = """\
+import ctypes, os, resource, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)                 # PR_SET_PDEATHSIG: die with the runner
+if os.getppid() != int(sys.argv[1]):                       # the runner died before that took effect
+    os._exit(1)
+limit = int(sys.argv[2])
+if limit > 0:
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+try:                                                       # first in line for the out-of-memory killer
+    with open("/proc/self/oom_score_adj", "w") as file:
+        file.write("1000")
+except OSError:
+    pass
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+"""`python -I -S -c KERNEL_PRELUDE PARENT_PID MEMORY_BYTES COMMAND...` runs COMMAND so that it gets
+SIGKILL when PARENT_PID ends, may hold at most MEMORY_BYTES of data (RLIMIT_DATA, for it and each
+process it starts; 0: no limit), and is the first process the kernel's out-of-memory killer ends."""
 
 
 def descendants(pid: int) -> list[int]:
@@ -86,10 +101,11 @@ def _kernel_manager(job: dict[str, Any]) -> Any:
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
-    # the kernel (or the sandbox holding it) is killed by the system the moment this runner ends
+    # the kernel (or the sandbox holding it) is killed by the system the moment this runner ends, and
+    # runs under the grader's memory limit
     argv = list(job["kernel_argv"])
     if sys.platform.startswith("linux"):
-        argv = [sys.executable, "-I", "-S", "-c", DIE_WITH_PARENT, str(os.getpid()), *argv]
+        argv = [sys.executable, "-I", "-S", "-c", KERNEL_PRELUDE, str(os.getpid()), str(job.get("memory_bytes", 0)), *argv]
 
     class GradingSpecs(KernelSpecManager):
         def get_kernel_spec(self, name: str) -> Any:
