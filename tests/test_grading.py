@@ -442,6 +442,43 @@ def test_a_notebook_that_asks_for_too_much_memory_gets_an_error_and_the_batch_go
     assert strongest_batch["rows"]["h_zed"]["status"] == "graded"
 
 
+FILL_TMP = """import json, os
+written = {}
+for folder in ("/tmp", "/dev/shm"):
+    n = 0
+    try:
+        with open(os.path.join(folder, "fill"), "wb") as file:
+            while n < 2**30:
+                file.write(b"x" * 2**20)
+                n += 2**20
+    except OSError as error:
+        print(folder, type(error).__name__, error.errno)
+    os.remove(os.path.join(folder, "fill"))
+    written[folder] = n
+print(json.dumps(written))"""
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("level", ["strongest", "unshare"])
+def test_a_sandboxed_notebooks_tmp_holds_no_more_than_the_memory_limit(tmp_path, level):
+    """/tmp and /dev/shm are in memory in a sandbox (tmpfs): unbounded, a notebook could fill the machine's
+    memory through them, where the data limit does not look."""
+    level = STRONGEST.name if level == "strongest" else level
+    if sandbox._probe(level):
+        pytest.skip(f"{level} does not work here: {sandbox._probe(level)}")
+    _write(tmp_path / "subs" / "filler.ipynb", new_code_cell(FILL_TMP))
+    grade(tmp_path / "subs", timeout=60, out_csv=tmp_path / "grades.csv", executed_dir=tmp_path / "executed",
+          isolation=level, memory_gib=0.5)
+    outputs = nbformat.read(tmp_path / "executed" / "filler.ipynb", as_version=4).cells[0].outputs
+    text = "".join(output.get("text", "") for output in outputs)
+    lines = text.strip().splitlines()
+    assert lines[:2] == ["/tmp OSError 28", "/dev/shm OSError 28"], text  # ENOSPC: No space left on device
+    written = json.loads(lines[-1])
+    assert all(2**28 < n <= 2**29 for n in written.values()), written  # up to 0.5 GiB each, not the 1 GiB asked
+    assert _by_student(tmp_path / "grades.csv")["filler"]["status"] == "graded"
+
+
 def test_the_kernel_prelude_limits_memory_and_puts_the_kernel_first_for_the_oom_killer():
     if not sys.platform.startswith("linux"):
         pytest.skip("RLIMIT_DATA and oom_score_adj are Linux's")

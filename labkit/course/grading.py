@@ -386,7 +386,8 @@ def _run_submission(source: bytes, name: str, timeout: float, isolation: Isolati
         key_file = ipc / KEY_FILE  # the kernel reads and deletes it before any of the notebook's code runs
         key_file.touch(mode=0o600)
         key_file.write_text(json.dumps({"run": run, "key": key.hex()}), encoding="utf-8")
-        view = View(workdir=work, scratch=scratch, writable=[ipc], read_only=course_read_only_paths())
+        view = View(workdir=work, scratch=scratch, writable=[ipc], read_only=course_read_only_paths(),
+                    tmp_bytes=memory_bytes)  # its /tmp and /dev/shm are in memory: no more than the limit each
         job = {
             "notebook": str(notebook), "workdir": str(work), "ipc_dir": str(ipc),
             "kernel_argv": isolation.wrap(run_script_argv(_KERNEL_SCRIPT, "-f", "{connection_file}"), view),

@@ -70,12 +70,15 @@ class View:
     workdir: its current folder (writable). writable: more writable folders (same path inside).
     read_only: files and folders shown read-only at the same path. Everything else is absent.
     scratch: an empty folder of the grader's, the unshare level's mount point for the new root.
+    tmp_bytes: the most its private /tmp and /dev/shm (each a tmpfs: in memory) may hold;
+    0: the system's default (half the machine's memory each).
     """
 
     workdir: Path
     scratch: Path
     writable: list[Path] = field(default_factory=list)
     read_only: list[Path] = field(default_factory=list)
+    tmp_bytes: int = 0
 
 
 def course_read_only_paths() -> list[Path]:
@@ -110,7 +113,7 @@ def _outermost(paths: Iterable[Path]) -> list[Path]:
 def _mount_plan(view: View) -> list[list[str]]:
     """The view as operations, in order: ["tmpfs", dest], ["dev", dest], ["proc", dest],
     ["ro-bind", src, dest], ["bind", src, dest], ["symlink", target, dest]."""
-    ops: list[list[str]] = [["dev", "/dev"], ["proc", "/proc"], ["tmpfs", "/tmp"]]
+    ops: list[list[str]] = [["dev", "/dev"], ["proc", "/proc"], ["tmpfs", "/tmp"], ["tmpfs", "/dev/shm"]]
     for name in SYSTEM_DIRS:
         path = Path(name)
         if path.is_symlink():
@@ -144,7 +147,8 @@ class Isolation:
         if self.name == "bwrap":
             return [*_bwrap_args(view), "--", *argv]
         if self.name == "unshare":
-            plan = {"root": str(view.scratch), "ops": _mount_plan(view), "chdir": str(view.workdir)}
+            plan = {"root": str(view.scratch), "ops": _mount_plan(view), "chdir": str(view.workdir),
+                    "tmp_bytes": view.tmp_bytes}
             return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc", "--uts",
                     "--kill-child", "--propagation", "private", "--",
                     *run_script_argv(__file__, "--enter", json.dumps(plan), "--"), *argv]
@@ -159,6 +163,8 @@ def _bwrap_args(view: View) -> list[str]:
             "--hostname", "grading", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     flags = {"ro-bind": "--ro-bind", "bind": "--bind", "symlink": "--symlink"}
     for op in _mount_plan(view):
+        if op[0] == "tmpfs" and view.tmp_bytes:
+            args += ["--size", str(view.tmp_bytes)]  # applies to the next --tmpfs (bubblewrap ≥ 0.5)
         if op[0] in ("dev", "proc", "tmpfs"):
             args += [f"--{op[0]}", op[1]]
         else:
@@ -205,7 +211,8 @@ def _probe(level: str) -> str:
         work, scratch = Path(folder) / "work", Path(folder) / "root"
         work.mkdir()
         scratch.mkdir()
-        view = View(workdir=work, scratch=scratch, read_only=course_read_only_paths())
+        # a sized /tmp, as the grader asks for: a bubblewrap too old for --size fails here, not in a run
+        view = View(workdir=work, scratch=scratch, read_only=course_read_only_paths(), tmp_bytes=2**26)
         probe = f"import os, socket; assert os.getuid() == {SANDBOX_UID:d}; open('ok', 'w').write(str(os.getpid()))"
         argv = Isolation(level, "").wrap([sys.executable, "-c", probe], view)
         try:
@@ -282,13 +289,14 @@ class _Sandbox:
             kept = sum(ms for st, ms in _ST_TO_MS.items() if st_flags & st)
             self.mount("none", target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | kept)
 
-    def build(self, ops: list[list[str]]) -> None:
+    def build(self, ops: list[list[str]], tmp_bytes: int = 0) -> None:
         self.mount("none", "/", None, _MS_REC | _MS_PRIVATE)
         self.mount("tmpfs", self.root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
         for op in ops:
             kind, dest = op[0], op[-1]
             if kind == "tmpfs":
-                self.mount("tmpfs", self.mount_point(dest), "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+                size = f",size={tmp_bytes}" if tmp_bytes else ""
+                self.mount("tmpfs", self.mount_point(dest), "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777" + size)
             elif kind == "dev":
                 self.mount("tmpfs", self.mount_point(dest), "tmpfs", _MS_NOSUID, "mode=0755")
                 for name in DEVICES:
@@ -297,7 +305,6 @@ class _Sandbox:
                 for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                                      ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
                     os.symlink(target, self.inside(f"{dest}/{name}"))
-                self.mount("tmpfs", self.mount_point(f"{dest}/shm"), "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
             elif kind == "proc":
                 self.mount("proc", self.mount_point(dest), "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
                 for name in ("sys", "sysrq-trigger", "irq", "bus"):
@@ -328,7 +335,7 @@ def _enter(plan: dict, argv: list[str]) -> int:
     and reap orphans until it ends. PID 1 keeps the namespace's root user, so it makes itself
     non-dumpable: the sandboxed processes may not ptrace it or read its /proc entries."""
     sandbox = _Sandbox(plan["root"])
-    sandbox.build(plan["ops"])
+    sandbox.build(plan["ops"], int(plan.get("tmp_bytes", 0)))
     if sandbox.libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
     child = os.fork()
