@@ -5,6 +5,7 @@ The measurement behind issue 19's "DPO on SmolLM2-Instruct": too slow for a note
 
     python tools/dpo_smollm2.py                            # seed 0: DPO (β 0.1), DPO + NLL, SFT
     python tools/dpo_smollm2.py --seed 1 --runs dpo+nll sft
+    python tools/dpo_smollm2.py --judge-samples 8         # only: how often its own samples are right
 
 What it does, for each seed:
 
@@ -26,6 +27,10 @@ DPO's known failure, both going down or the rejected one collapsing, shows there
 The runs of one command share a process and its random generator: each LoRA's initial A matrices are
 drawn after the previous runs' draws, so a run's score depends on its place in --runs (SFT alone at
 seed 0 measured 41.7%; after dpo and dpo+nll, 33.3%). Compare runs of the same command line.
+
+``--judge-samples G`` measures instead what GRPO, or DPO on pairs of the model's own samples, would
+have to learn from: G answers sampled (temperature 1) to each training question, and how many the
+exact-match judge accepts (about 7 minutes for G = 8 here).
 """
 from __future__ import annotations
 
@@ -71,6 +76,29 @@ def questions(seed: int, per_task: int) -> tuple[list[dict], list[dict], list[st
     return held_out, train, tasks
 
 
+@torch.no_grad()
+def judge_samples(smol: nn.Module, train: list[dict], tasks: list[str], prompt_ids, end: int, tok, G: int) -> None:
+    """Print, per task, how many of G sampled answers (temperature 1) per question are exactly right, and how
+    many questions got at least one: only those give GRPO a group with an advantage, or DPO an on-policy pair."""
+    start = time.perf_counter()
+    right: dict[str, list[int]] = {task: [] for task in tasks}                 # per question: answers right of G
+    for r in train:
+        ids, hits = torch.tensor([prompt_ids(r)]), 0
+        for _ in range(G):
+            out = []
+            for t in smol.stream(ids, len(tok.encode(r["output"])) + 4, temperature=1.0, stop_token=end):
+                if t == end:
+                    break
+                out.append(t)
+            hits += tok.decode(out).strip() == r["output"]
+        right[r["task"]].append(hits)
+    print(f"{len(train)} training questions × {G} sampled answers (temperature 1): "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    for task, hits in [*right.items(), ("all", [h for of in right.values() for h in of])]:
+        print(f"  {task}: {sum(hits)}/{G * len(hits)} answers exactly right ({sum(hits) / (G * len(hits)):.1%}); "
+              f"questions with at least one: {sum(h > 0 for h in hits)}/{len(hits)}", flush=True)
+
+
 class TopBlocks(nn.Module):
     """The top `k` blocks of a Llama (copied, to train) on cached states entering them, with the
     model's own final norm and head (frozen): response log-probabilities from those states."""
@@ -100,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--judge-samples", type=int, default=0, metavar="G",
+                        help="only sample G answers to each training question and count those the judge accepts")
     args = parser.parse_args(argv)
+    if args.judge_samples < 0:
+        parser.error(f"--judge-samples must be ≥ 0, got {args.judge_samples}")
     labkit.seed_everything(args.seed)
     smol, tok = labkit.load_smollm2(dtype=torch.float32)
     for p in smol.parameters():
@@ -132,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                             for task in tasks)
         print(f"{name}: exact match {exact_match(answers, refs):.1%}, normalised {normalized_exact_match(answers, refs):.1%} "
               f"({by_task}); {time.perf_counter() - start:.0f} s; first answers {answers[:3]}", flush=True)
+
+    if args.judge_samples:
+        judge_samples(smol, train, tasks, prompt_ids, end, tok, args.judge_samples)
+        return 0
 
     cache = CACHE_DIR / f"seed{args.seed}_per{args.per_task}.pt"
     if cache.exists():
