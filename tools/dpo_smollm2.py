@@ -38,6 +38,7 @@ import argparse
 import copy
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -76,22 +77,16 @@ def questions(seed: int, per_task: int) -> tuple[list[dict], list[dict], list[st
     return held_out, train, tasks
 
 
-@torch.no_grad()
-def judge_samples(smol: nn.Module, train: list[dict], tasks: list[str], prompt_ids, end: int, tok, G: int) -> None:
+def judge_samples(smol: nn.Module, train: list[dict], tasks: list[str], reply: Callable, tok, end: int, G: int) -> None:
     """Print, per task, how many of G sampled answers (temperature 1) per question are exactly right, and how
-    many questions got at least one: only those give GRPO a group with an advantage, or DPO an on-policy pair."""
+    many questions got at least one: only those give GRPO a group with an advantage, or DPO an on-policy pair.
+    reply(model, question, max_new, temperature) answers with token ids, `end` (<|im_end|>) last if it stopped."""
     start = time.perf_counter()
     right: dict[str, list[int]] = {task: [] for task in tasks}                 # per question: answers right of G
     for r in train:
-        ids, hits = torch.tensor([prompt_ids(r)]), 0
-        for _ in range(G):
-            out = []
-            for t in smol.stream(ids, len(tok.encode(r["output"])) + 4, temperature=1.0, stop_token=end):
-                if t == end:
-                    break
-                out.append(t)
-            hits += tok.decode(out).strip() == r["output"]
-        right[r["task"]].append(hits)
+        max_new = len(tok.encode(r["output"])) + 4
+        answers = [tok.decode([t for t in reply(smol, r, max_new, 1.0) if t != end]).strip() for _ in range(G)]
+        right[r["task"]].append(sum(answer == r["output"] for answer in answers))
     print(f"{len(train)} training questions × {G} sampled answers (temperature 1): "
           f"{time.perf_counter() - start:.0f} s", flush=True)
     for task, hits in [*right.items(), ("all", [h for of in right.values() for h in of])]:
@@ -146,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return tok.encode(tok.apply_chat_template(chat, add_generation_prompt=True))
 
     @torch.no_grad()
-    def reply(model: nn.Module, r: dict, max_new: int) -> list[int]:  # greedy, with <|im_end|> if it stopped
+    def reply(model: nn.Module, r: dict, max_new: int, temperature: float = 0.0) -> list[int]:  # with <|im_end|> if it stopped
         out = []
-        for t in model.stream(torch.tensor([prompt_ids(r)]), max_new, temperature=0.0, stop_token=end):
+        for t in model.stream(torch.tensor([prompt_ids(r)]), max_new, temperature=temperature, stop_token=end):
             out.append(t)
             if t == end:
                 break
@@ -166,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({by_task}); {time.perf_counter() - start:.0f} s; first answers {answers[:3]}", flush=True)
 
     if args.judge_samples:
-        judge_samples(smol, train, tasks, prompt_ids, end, tok, args.judge_samples)
+        judge_samples(smol, train, tasks, reply, tok, end, args.judge_samples)
         return 0
 
     cache = CACHE_DIR / f"seed{args.seed}_per{args.per_task}.pt"

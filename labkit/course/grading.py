@@ -71,7 +71,22 @@ CHECK_MIME_TYPE = "application/vnd.labkit.check+json"
 _OUT_OF_MEMORY = ("can't allocate memory", "Cannot allocate memory", "MemoryError", "Unable to allocate")
 """What an allocation refused under the memory limit says (torch's allocator, Python, NumPy)."""
 
+MAX_NOTEBOOK_BYTES = 100_000_000
+"""A submission larger than this is refused as not a notebook (its outputs are cleared anyway)."""
 
+_HERE = Path(__file__).resolve().parent
+_KERNEL_SCRIPT = _HERE / "grading_kernel.py"
+_RUNNER_SCRIPT = _HERE / "grading_runner.py"
+_RUN_FOLDER_PREFIX = "labkit-grade-"
+_GRACE_SECONDS = 30.0  # beyond kernel start-up and the notebook's own limit, before the runner is killed
+
+# Names in a submission's code that only an attempt on the grader would use (see docs/grading.md).
+_TAMPER_PATTERN = re.compile(
+    r"vnd\.labkit|_labkit_grader|_GRADER_CHANNEL|grading_kernel|grading_runner|\b_run_check\b|\b_REGISTRY\b|\b_SESSION\b"
+)
+
+
+# --------------------------------------------------------------------------- the memory limit
 def default_memory_gib() -> float:
     """Half of this machine's memory, in GiB: how much one notebook's kernel may hold unless told
     otherwise (0.0 where the machine does not say how much it has: no limit)."""
@@ -88,20 +103,6 @@ def _memory_bytes(memory_gib: float | None) -> int:
     if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not gib >= 0:
         raise ValueError(f"memory must be a number of GiB ≥ 0 (0: no limit), got {memory_gib!r}")
     return int(gib * 2**30)
-
-MAX_NOTEBOOK_BYTES = 100_000_000
-"""A submission larger than this is refused as not a notebook (its outputs are cleared anyway)."""
-
-_HERE = Path(__file__).resolve().parent
-_KERNEL_SCRIPT = _HERE / "grading_kernel.py"
-_RUNNER_SCRIPT = _HERE / "grading_runner.py"
-_RUN_FOLDER_PREFIX = "labkit-grade-"
-_GRACE_SECONDS = 30.0  # beyond kernel start-up and the notebook's own limit, before the runner is killed
-
-# Names in a submission's code that only an attempt on the grader would use (see docs/grading.md).
-_TAMPER_PATTERN = re.compile(
-    r"vnd\.labkit|_labkit_grader|_GRADER_CHANNEL|grading_kernel|grading_runner|\b_run_check\b|\b_REGISTRY\b|\b_SESSION\b"
-)
 
 
 # --------------------------------------------------------------------------- one notebook
