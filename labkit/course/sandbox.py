@@ -9,8 +9,9 @@ The grader (`labkit.course.grading`) runs every submitted notebook in a kernel s
     filesystem is a fresh root holding only: the system folders (/usr, /bin, /lib...) and a few
     files of /etc, read-only; this Python, its venv and the course's ``labkit/``, ``datasets/``,
     ``checkpoints/`` and ``pyproject.toml``, read-only; its own copy of the notebook and its
-    connection folder, writable; a private /tmp and /dev. It sees no other submission, no grade
-    file and no grader folder; its processes die with it (``--die-with-parent``, PID namespace).
+    connection folder, writable; a private /tmp and /dev (/tmp and /dev/shm in memory, each at most
+    ``View.tmp_bytes``). It sees no other submission, no grade file and no grader folder; its
+    processes die with it (``--die-with-parent``, PID namespace).
 ``unshare``
     The same view built by this module with util-linux's ``unshare`` (user, PID, network, IPC,
     UTS and mount namespaces) and a chroot, then a second user namespace that drops to uid 65534
