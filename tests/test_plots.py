@@ -368,6 +368,27 @@ def test_chinese_labels_render_with_the_shipped_font(recwarn):
         fig.savefig(io.BytesIO(), format="png")
 
 
+def test_bold_text_draws_without_a_missing_weight_warning(caplog):
+    """The shipped font has one weight; bold text (Latin or Chinese) must not log matplotlib's
+    "Failed to find font weight bold for Noto Sans CJK SC" (02's and 06a's bold labels did)."""
+    import logging
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    matplotlib.use("Agg")
+    import labkit  # noqa: F401  (registers the font)
+
+    font_manager.FontManager._findfont_cached.cache_clear()  # an earlier test may have looked bold up already
+    fig = Figure(figsize=(4, 2))
+    ax = fig.subplots()
+    ax.text(0.2, 0.5, "4 train", weight="bold")
+    ax.set_title("唐诗 · 字频", fontweight="bold")
+    with caplog.at_level(logging.WARNING, logger="matplotlib.font_manager"):
+        fig.savefig(io.BytesIO(), format="png")
+    assert not [r.getMessage() for r in caplog.records if "font weight" in r.getMessage()]
+
+
 def test_every_character_of_the_shipped_chinese_texts_is_in_the_font():
     from fontTools.ttLib import TTFont
 
