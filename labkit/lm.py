@@ -162,6 +162,7 @@ class LMState(TrainState):
     generator: torch.Generator = field(default_factory=torch.Generator)
     settings: dict[str, Any] = field(default_factory=dict)
     peak_warned: bool = False
+    peak_given: bool = False  # peak_flops= passed by the caller, not measured
 
 
 def train_lm(
@@ -228,7 +229,8 @@ def train_lm(
     history = History()
     state = LMState(model, optimizer, device, epochs=1 + math.ceil(steps / eval_every), steps_per_epoch=eval_every,
                     history=history, has_validation=val_data is not None, period="evaluation",
-                    generator=torch.Generator().manual_seed(seed), settings=settings, total_steps=steps)
+                    generator=torch.Generator().manual_seed(seed), settings=settings, total_steps=steps,
+                    peak_given=peak_flops is not None)
     if resume and checkpoint is not None:
         distributed.barrier()  # rank 0 may still be writing the file the last run left
         if Path(checkpoint).exists():
@@ -288,12 +290,15 @@ def _evaluate(state: LMState, train_data: torch.Tensor, val_data: torch.Tensor |
     tokens_per_s = s_tokens / state.period_time if state.period_time > 0 else math.nan
     row.update(lr=state.optimizer.param_groups[0]["lr"], tokens_per_s=tokens_per_s,
                mfu=tokens_per_s * flops_per_token / peak)
-    if row["mfu"] > 1 and not state.peak_warned:  # more than the machine can do: the peak was measured low
+    if row["mfu"] > 1 and not state.peak_warned:  # more than the machine can do: the peak is too low
         state.peak_warned = True
-        warnings.warn(f"model FLOP utilisation {row['mfu']:.0%} is above 100%: the matmul peak "
-                      f"({peak / 1e9:,.0f} GFLOP/s) was measured while something else used the processor. "
-                      f"Stop the other work and run again, or pass peak_flops= (labkit.doctor() measures it).",
-                      stacklevel=2)
+        if state.peak_given:
+            why = (f"the peak_flops= given ({peak / 1e9:,.0f} GFLOP/s) is below what this run reached. "
+                   "Pass this machine's peak (labkit.doctor() measures it), or leave peak_flops out to measure it")
+        else:
+            why = (f"the matmul peak ({peak / 1e9:,.0f} GFLOP/s) was measured while something else used the "
+                   "processor. Stop the other work and run again, or pass peak_flops= (labkit.doctor() measures it)")
+        warnings.warn(f"model FLOP utilisation {row['mfu']:.0%} is above 100%: {why}.", stacklevel=2)
     row["time"] = (state.history["time"][-1] if state.history.epochs else 0.0) + state.period_time
     return row
 
