@@ -134,8 +134,11 @@ def _read_json(path: str | Path, kind: str) -> dict[str, Any]:
                      problem=f"is not a {kind} file")
     found = data.get("type") if isinstance(data, dict) else None
     if found != kind:
-        hint = f"; load it with {found}.load" if found in ("CharTokenizer", "BPETokenizer") else ""
-        raise ValueError(f"{path} is not a {kind} file (its type is {found!r}){hint}")
+        if found in ("CharTokenizer", "BPETokenizer"):
+            raise ValueError(f"{path} is a {found} file, not a {kind} file: load it with {found}.load")
+        what = f'its "type" is {found!r}' if isinstance(data, dict) and "type" in data else 'it has no "type" field'
+        raise ValueError(f"{path} is not a {kind} file ({what}, not {kind!r}): {kind}.load reads the JSON "
+                         f"file that {kind}.save writes; check the path")
     return data
 
 

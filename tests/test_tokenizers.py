@@ -355,6 +355,14 @@ def test_tokenizer_load_says_which_file_is_not_a_tokenizer(bpe, tmp_path):
             assert info.value.__cause__ is None
     with pytest.raises(FileNotFoundError, match=r"no BPETokenizer file at .*nope\.json.*\.save\("):
         BPETokenizer.load(tmp_path / "nope.json")
+    # JSON, but not a tokenizer's: the file, what its "type" is, and which file load expects
+    (tmp_path / "config.json").write_text('{"n_layer": 6}', encoding="utf-8")
+    (tmp_path / "other.json").write_text('{"type": "GPTConfig"}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r'config\.json is not a BPETokenizer file \(it has no "type" field.*'
+                                         r"BPETokenizer\.save writes; check the path"):
+        BPETokenizer.load(tmp_path / "config.json")
+    with pytest.raises(ValueError, match=r"other\.json is not a CharTokenizer file \(its \"type\" is 'GPTConfig', not"):
+        CharTokenizer.load(tmp_path / "other.json")
 
 
 @pytest.mark.parametrize("change, what", [
