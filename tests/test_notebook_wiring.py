@@ -8,7 +8,7 @@ For each notebook in chapters/ and its solutions/…_solutions.ipynb:
 - no cell is longer than a screen (45 lines);
 - cells that show widgets or progress bars start with ``# NBVAL_IGNORE_OUTPUT``;
 - at most one cell is tagged "browser-test", and it draws a figure from a slider;
-- the notebooks are committed executed;
+- the notebooks are committed executed, with no error and nothing on stderr (a warning) in their outputs;
 - every check runs in well under a second and leaves the notebook's random stream alone.
 
 The notebooks themselves are executed by nbval (`make nbval`); these tests only read them.
@@ -114,6 +114,22 @@ def test_at_most_one_browser_test_cell_and_it_has_a_slider_or_a_panel(chapter):
 def test_notebook_is_committed_executed(path):
     code = [c for c in _cells(path) if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code), f"{path.name}: run tools/execute_notebooks.py and commit it"
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_committed_outputs_hold_no_warning_or_error(path):
+    """What the committed notebook shows is what a learner reads first: a library's warning (matplotlib's
+    missing font weight, PyTorch's beta notice, labkit's MFU warning from a busy run) there is noise or,
+    worse, a wrong diagnosis."""
+    shown = []
+    for index, cell in enumerate(_cells(path)):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                shown.append(f"cell {index} raised {output.get('ename')}: {output.get('evalue', '')[:200]}")
+            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                shown.append(f"cell {index} wrote to stderr: {''.join(output['text'])[:200]!r}")
+    assert not shown, (f"{path.name}: " + "; ".join(shown) + ". Fix the cause (or filter the warning in the "
+                       "notebook, with a comment saying why) and re-execute it with tools/execute_notebooks.py")
 
 
 @pytest.mark.parametrize("chapter, exercise_id", EXERCISES)
