@@ -23,8 +23,20 @@ SOLUTIONS = REPO / "solutions" / "06c_sampling_and_kv_cache_solutions.ipynb"
 IDS = [ex.id for ex in chapter_exercises("06c")]
 
 
-def test_chapter_has_exercises_06_6_to_06_8_06_12_and_06_16():
-    assert IDS == ["06.6", "06.7", "06.8", "06.12", "06.16"]
+def test_chapter_has_exercises_06_6_to_06_8_06_12_06_16_and_06_17():
+    assert IDS == ["06.6", "06.7", "06.8", "06.12", "06.16", "06.17"]
+
+
+def test_06_17_chapter_and_solution_measure_what_the_check_recomputes():
+    """Five copies of FLAT in one batch, 40 characters at temperature 2, one generator seeded 0, top_k 1 last:
+    as `ch06c.distinct_texts`; without the cut the five samples differ, with it they are one text."""
+    for path in (CHAPTER, SOLUTIONS):
+        cell = next(c for c in _code_cells(path) if c.startswith("committed = prediction") and "top_k=1" in c)
+        assert "prompts = torch.tensor([en.encode(FLAT)] * 5)" in cell and "for top_k in (None, 1):" in cell
+        assert ("shakespeare.generate(prompts, 40, temperature=2.0, top_k=top_k, "
+                "generator=torch.Generator().manual_seed(0))") in cell
+    assert (ch06c.TOP_K_ONE_SAMPLES, ch06c.TOP_K_ONE_CHARACTERS) == (5, 40)
+    assert ch06c.distinct_texts(top_k=None) == 5 and ch06c.distinct_texts() == 1
 
 
 def test_06_16_chapter_and_solution_measure_what_the_check_recomputes():

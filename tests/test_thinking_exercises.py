@@ -65,6 +65,7 @@ PME = {
     "06.14": ch06a.POSITIONS,
     "06.15": ch06b.INIT_SCALE,
     "06.16": ch06c.COLD_NUCLEUS,
+    "06.17": ch06c.TOP_K_ONE,
     "07.15": ch07b.LORA_MEMORY,
     "07.16": ch07c.GROUPED_PADDING,
     "07.17": ch07a.FROZEN_DRIFT,

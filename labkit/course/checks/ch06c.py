@@ -24,9 +24,15 @@ The stub cells in ``chapters/06c_sampling_and_kv_cache.ipynb``::
     explanation = ...  # TODO: "a", "b" or "c"
     check("06.16", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
 
+    prediction = ...  # TODO: "a", "b" or "c": decide BEFORE you run the next cell
+    committed = prediction  # the measurement cell's first line
+    measured = ...     # TODO: how many different texts the five samples are, printed above
+    explanation = ...  # TODO: "a", "b" or "c"
+    check("06.17", dict(committed=committed, prediction=prediction, measured=measured, explanation=explanation))
+
 Every check runs in well under a second and leaves the notebook's random stream alone
 (the test logits come from their own seeded generator); 06.16's runs the shipped Shakespeare model
-once on a 7-character prompt (then cached).
+once on a 7-character prompt, 06.17's samples 5 × 40 characters from it (each then cached).
 """
 from __future__ import annotations
 
@@ -513,4 +519,63 @@ COLD_NUCLEUS = PredictMeasureExplain(
 COLD_NUCLEUS.register(
     "06.16", "Predict, measure, explain: the nucleus at a lower temperature", module=__name__,
     wrong_measurements=(lambda: float(nucleus_size(1.0)),),
+)
+
+
+# --------------------------------------------------------------------------- 06.17 top-k 1 at a high temperature
+
+TOP_K_ONE_SAMPLES, TOP_K_ONE_CHARACTERS = 5, 40
+
+
+@functools.cache
+def distinct_texts(top_k: int | None = 1, temperature: float = 2.0) -> int:
+    """How many different texts a batch of `TOP_K_ONE_SAMPLES` copies of "ROMEO:\n" (the chapter's FLAT
+    prompt) continues into: `TOP_K_ONE_CHARACTERS` characters each from the shipped `shakespeare_char`
+    model, sampled with ``temperature`` and ``top_k`` (generator seeded 0). As the measurement cell of
+    06.17 computes it; the notebook's random stream is left alone (the generator is the cell's own)."""
+    from labkit.checkpoints import CHECKPOINTS_DIR, load_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        model, tokenizer, _ = load_checkpoint(CHECKPOINTS_DIR / "shakespeare_char")
+    prompts = torch.tensor([tokenizer.encode("ROMEO:\n")] * TOP_K_ONE_SAMPLES)   # (5, 7)
+    out = model.generate(prompts, TOP_K_ONE_CHARACTERS, temperature=temperature, top_k=top_k,
+                         generator=torch.Generator().manual_seed(0))
+    return len({tuple(row.tolist()) for row in out})
+
+
+TOP_K_ONE = PredictMeasureExplain(
+    predictions={
+        "a": "one: the five samples are the same text",
+        "b": "two to four different texts",
+        "c": "five different texts",
+    },
+    explanations={
+        "a": "top-k 1 leaves one finite logit, and the softmax of a single logit is 1 whatever the temperature "
+             "divided it by: every step takes the likeliest character, as greedy decoding does",
+        "b": "temperature 2 flattens the distribution so much that the second likeliest character sometimes "
+             "wins the cut, but not often",
+        "c": "each sample draws its own characters, and at temperature 2 they are nearly equally likely",
+    },
+    measure=lambda: float(distinct_texts()),
+    predicted=lambda count: "a" if count == 1 else "c" if count == TOP_K_ONE_SAMPLES else "b",
+    explained=lambda count: "a" if count == 1 else "none",
+    what="the number of different texts among the five samples with top_k=1 at temperature 2",
+    wrong_explanations={
+        "b": "the cut comes after the temperature, and dividing every logit by 2 keeps their order: the same "
+             "character survives the cut at every step (its probability after the cut is printed)",
+        "c": "each sample does draw its own characters, but a draw from a distribution with one character in "
+             "it always gives that character",
+    },
+    misreadings=(
+        (lambda value, true: value == TOP_K_ONE_SAMPLES,
+         "five different texts is what temperature 2 writes without the cut; `measured` is the count with "
+         "top_k=1 (the last line the measurement cell printed)"),
+    ),
+    rel_tol=0.0,
+    abs_tol=0.0,
+)
+
+TOP_K_ONE.register(
+    "06.17", "Predict, measure, explain: top-k 1 at a high temperature", module=__name__,
+    wrong_measurements=(lambda: float(distinct_texts(top_k=None)),),
 )
