@@ -505,3 +505,31 @@ def test_the_dpo_tools_top_block_logprobs_equal_the_full_models(ours):
         top = TopBlocks(model, TOP_K).logp(model.hidden_states_entering(ids, cut), ids, mask)
         full = sequence_logprobs(model, ids, mask)
     torch.testing.assert_close(top, full, atol=1e-3, rtol=1e-4)
+
+
+def test_the_shipped_dpo_adapters_load_as_chapter_07d_loads_them(ours):
+    """checkpoints/smollm2_dpo (written by tools/dpo_smollm2.py --save): one small adapters file per run,
+    which loads into SmolLM2's top blocks after apply_lora with the settings meta.json records, and changes
+    the model's output (the adapters' B is no longer zero)."""
+    import copy
+    import json
+
+    from labkit.finetune import apply_lora, load_adapters
+
+    directory = Path(__file__).resolve().parent.parent / "checkpoints" / "smollm2_dpo"
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    assert [run["run"] for run in meta["runs"]] == ["dpo", "dpo+nll", "sft"]
+    model, tokenizer = ours
+    ids = torch.tensor([tokenizer.encode("<|im_start|>user\nHow many lines?<|im_end|>\n<|im_start|>assistant\n")])
+    with torch.no_grad():
+        before = model(ids)
+    lora = meta["lora"]
+    for run in meta["runs"]:
+        path = directory / run["adapters"]
+        assert path.stat().st_size < 2 * 2**20, f"{path.name}: {path.stat().st_size:,} bytes"
+        tuned = copy.deepcopy(model)
+        apply_lora(tuned.blocks[-meta["top_blocks"]:], targets=lora["targets"], rank=lora["rank"], alpha=lora["alpha"])
+        loaded = load_adapters(tuned, path)
+        assert len(loaded) == 2 * len(lora["targets"]) * meta["top_blocks"]  # A and B of each adapted layer
+        with torch.no_grad():
+            assert not torch.allclose(tuned(ids), before, atol=1e-3), run["run"]

@@ -6,6 +6,7 @@ The measurement behind issue 19's "DPO on SmolLM2-Instruct": too slow for a note
     python tools/dpo_smollm2.py                            # seed 0: DPO (β 0.1), DPO + NLL, SFT
     python tools/dpo_smollm2.py --seed 1 --runs dpo+nll sft
     python tools/dpo_smollm2.py --judge-samples 8         # only: how often its own samples are right
+    python tools/dpo_smollm2.py --save checkpoints/smollm2_dpo   # seed 0, and keep what chapter 07d §9 loads
 
 What it does, for each seed:
 
@@ -28,6 +29,10 @@ The runs of one command share a process and its random generator: each LoRA's in
 drawn after the previous runs' draws, so a run's score depends on its place in --runs (SFT alone at
 seed 0 measured 41.7%; after dpo and dpo+nll, 33.3%). Compare runs of the same command line.
 
+``--save DIR`` writes each run's LoRA adapters (``DIR/<run>.safetensors``, `labkit.finetune.save_adapters`)
+and ``DIR/meta.json``: the command, the settings, the pairs, each run's training seconds, drift per epoch and
+held-out exact match. Chapter 07d §9 loads the adapters into SmolLM2 and scores them again.
+
 ``--judge-samples G`` measures instead what GRPO, or DPO on pairs of the model's own samples, would
 have to learn from: G answers sampled (temperature 1) to each training question, and how many the
 exact-match judge accepts (about 7 minutes for G = 8 here).
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 import labkit  # noqa: E402
 from labkit.align import dpo_loss, pack_responses  # noqa: E402
 from labkit.data import EXACT_MATCH_TASKS, load_instructions  # noqa: E402
-from labkit.finetune import apply_lora  # noqa: E402
+from labkit.finetune import apply_lora, save_adapters  # noqa: E402
 from labkit.instruct import exact_match, format_prompt, normalized_exact_match  # noqa: E402
 
 CACHE_DIR = ROOT / "build" / "dpo_smollm2"
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--save", type=Path, metavar="DIR",
+                        help="write each run's adapters (DIR/<run>.safetensors) and DIR/meta.json (chapter 07d §9)")
     parser.add_argument("--judge-samples", type=int, default=0, metavar="G",
                         help="only sample G answers to each training question and count those the judge accepts")
     args = parser.parse_args(argv)
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
         return out
 
-    def score(model: nn.Module, name: str) -> None:
+    def score(model: nn.Module, name: str) -> float:
         start = time.perf_counter()
         answers = [tok.decode([t for t in reply(model, r, len(tok.encode(r["output"])) + 4) if t != end]).strip()
                    for r in held_out]
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                             for task in tasks)
         print(f"{name}: exact match {exact_match(answers, refs):.1%}, normalised {normalized_exact_match(answers, refs):.1%} "
               f"({by_task}); {time.perf_counter() - start:.0f} s; first answers {answers[:3]}", flush=True)
+        return exact_match(answers, refs)
 
     if args.judge_samples:
         judge_samples(smol, train, tasks, reply, tok, end, args.judge_samples)
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
               f"chosen {tok.decode(data[0][1][0][data[0][2][0]].tolist())!r}, "
               f"rejected {tok.decode(data[0][1][1][data[0][2][1]].tolist())!r}", flush=True)
 
+    records = []
     for name in args.runs:
         beta, nll = RUNS[name]
         policy = TopBlocks(smol, TOP_K)
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         params = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
         generator = torch.Generator().manual_seed(args.seed)
-        start = time.perf_counter()
+        start, drifts = time.perf_counter(), []
         for epoch in range(args.epochs):
             for rows in torch.randperm(len(data), generator=generator).split(8):
                 logp = torch.stack([policy.logp(*data[i]) for i in rows.tolist()])   # (B, 2)
@@ -211,12 +221,27 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer.step()
             with torch.no_grad():
                 drift = torch.stack([policy.logp(*d) for d in data]) - reference
+            drifts.append([round(drift[:, 0].mean().item(), 4), round(drift[:, 1].mean().item(), 4)])
             print(f"  {name} epoch {epoch + 1}: log π − log π_ref, chosen {drift[:, 0].mean():+.2f}, "
                   f"rejected {drift[:, 1].mean():+.2f}", flush=True)
         tuned = copy.deepcopy(smol)
         for i, block in enumerate(policy.blocks):
             tuned.blocks[cut + i] = block
-        score(tuned, f"seed {args.seed}, {name} (lr {args.lr:g}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s)")
+        seconds = time.perf_counter() - start
+        held_out_score = score(tuned, f"seed {args.seed}, {name} (lr {args.lr:g}, {args.epochs} epochs, {seconds:.0f} s)")
+        records.append(dict(run=name, beta=beta, nll_weight=nll, training_seconds=round(seconds, 1),
+                            drift_per_epoch=drifts, held_out_exact_match=held_out_score,
+                            adapters=f"{name.replace('+', '_')}.safetensors"))
+        if args.save:
+            save_adapters(tuned, args.save / records[-1]["adapters"])
+    if args.save:
+        meta = dict(command="python tools/dpo_smollm2.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                    seed=args.seed, per_task=args.per_task, pairs=len(data), training_questions=n_questions,
+                    held_out_per_task=HELD_OUT_PER_TASK, top_blocks=TOP_K, lora=dict(targets=list(LORA_TARGETS),
+                    rank=8, alpha=16), lr=args.lr, epochs=args.epochs, batch_size=8, runs=records,
+                    torch=torch.__version__, threads=torch.get_num_threads())
+        (args.save / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        print(f"adapters and meta.json in {args.save}", flush=True)
     return 0
 
 
