@@ -47,6 +47,33 @@ def test_result_assertions_keep_their_thresholds():
     assert 'assert min(grpo_after) > before["all"] + 0.1' in source
     assert 'assert min(acc for _, acc in dpo_seeds) > before["all"] + 0.05' in source
     assert 'hacking[0.0]["true"] < start_true - 0.2' in source
+    assert 'hacking[3.0]["true"] > start_true - 0.15' in source
+    assert 'hacking[3.0]["kl"][-1] < hacking[1.0]["kl"][-1] < hacking[0.0]["kl"][-1]' in source
+    assert 'assert accuracy(clean_model) >= max(dpo_mean, mean) - 0.02' in source
+    # section 9: SmolLM2's shipped adapters, scored again here, and the claims the prose makes of them
+    assert 'abs(here[run["run"]] - run["held_out_exact_match"]) <= 2 / len(refs)' in source
+    assert 'assert dpo_drift[0] < 0 < anchored_drift[0]' in source
+    assert 'assert here["untouched"] <= here["dpo"] < here["dpo+nll"] < here["sft"]' in source
+    assert 'assert empty > len(refs) / 2' in source
+
+
+def test_section_9_asks_the_questions_the_tool_scored():
+    """The notebook picks 07e's held-out questions with the tool's code: the same generator, order and count."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from dpo_smollm2 import HELD_OUT_PER_TASK, questions
+    finally:
+        sys.path.pop(0)
+    meta = json.loads((REPO / "checkpoints" / "smollm2_dpo" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["held_out_per_task"] == HELD_OUT_PER_TASK and meta["command"].startswith("python tools/dpo_smollm2.py")
+    cell = next(c for c in _code_cells(CHAPTER) if c.startswith('DPO_DIR = CHECKPOINTS_DIR / "smollm2_dpo"'))
+    namespace = {"meta": meta}
+    setup = cell[cell.index("test_q = "):cell.index("refs = ")]
+    exec("import torch\nfrom labkit.data import EXACT_MATCH_TASKS, load_instructions\n" + setup, namespace)  # noqa: S102
+    assert namespace["held_out"] == questions(meta["seed"], meta["per_task"])[0]
 
 
 def test_the_exercise_bandit_is_the_notebooks():
