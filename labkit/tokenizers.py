@@ -136,9 +136,10 @@ def _read_json(path: str | Path, kind: str) -> dict[str, Any]:
     if found != kind:
         if found in ("CharTokenizer", "BPETokenizer"):
             raise ValueError(f"{path} is a {found} file, not a {kind} file: load it with {found}.load")
-        what = f'its "type" is {found!r}' if isinstance(data, dict) and "type" in data else 'it has no "type" field'
-        raise ValueError(f"{path} is not a {kind} file ({what}, not {kind!r}): {kind}.load reads the JSON "
-                         f"file that {kind}.save writes; check the path")
+        what = (f'its "type" is {found!r}, not {kind!r}' if isinstance(data, dict) and "type" in data
+                else f'it has no "type" field; a {kind} file says "type": "{kind}"')
+        raise ValueError(f"{path} is not a {kind} file ({what}): {kind}.load reads the JSON file that "
+                         f"{kind}.save writes; check the path")
     return data
 
 

@@ -358,8 +358,8 @@ def test_tokenizer_load_says_which_file_is_not_a_tokenizer(bpe, tmp_path):
     # JSON, but not a tokenizer's: the file, what its "type" is, and which file load expects
     (tmp_path / "config.json").write_text('{"n_layer": 6}', encoding="utf-8")
     (tmp_path / "other.json").write_text('{"type": "GPTConfig"}', encoding="utf-8")
-    with pytest.raises(ValueError, match=r'config\.json is not a BPETokenizer file \(it has no "type" field.*'
-                                         r"BPETokenizer\.save writes; check the path"):
+    with pytest.raises(ValueError, match=r'config\.json is not a BPETokenizer file \(it has no "type" field; a '
+                                         r'BPETokenizer file says "type": "BPETokenizer"\).*BPETokenizer\.save writes'):
         BPETokenizer.load(tmp_path / "config.json")
     with pytest.raises(ValueError, match=r"other\.json is not a CharTokenizer file \(its \"type\" is 'GPTConfig', not"):
         CharTokenizer.load(tmp_path / "other.json")

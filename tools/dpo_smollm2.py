@@ -63,6 +63,7 @@ from labkit.instruct import exact_match, format_prompt, normalized_exact_match  
 CACHE_DIR = ROOT / "build" / "dpo_smollm2"
 TOP_K, HELD_OUT_PER_TASK = 4, 12
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_RANK, LORA_ALPHA, BATCH = 8, 16, 8
 RUNS = {"dpo": (0.1, 0.0), "dpo+nll": (0.1, 1.0), "sft": (0.0, 1.0)}  # name → (β, NLL weight)
 
 
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.judge_samples < 0:
         parser.error(f"--judge-samples must be ≥ 0, got {args.judge_samples}")
+    if args.save and sorted(args.runs) != sorted(RUNS):
+        parser.error(f"--save writes what chapter 07d §9 loads, all three runs; got --runs {' '.join(args.runs)}: "
+                     "leave --runs out")
     labkit.seed_everything(args.seed)
     smol, tok = labkit.load_smollm2(dtype=torch.float32)
     for p in smol.parameters():
@@ -202,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         policy = TopBlocks(smol, TOP_K)
         with torch.no_grad():
             reference = torch.stack([policy.logp(*d) for d in data])           # (P, 2): chosen, rejected
-        apply_lora(policy.blocks, targets=LORA_TARGETS, rank=8, alpha=16)
+        apply_lora(policy.blocks, targets=LORA_TARGETS, rank=LORA_RANK, alpha=LORA_ALPHA)
         params = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
         generator = torch.Generator().manual_seed(args.seed)
         start, drifts = time.perf_counter(), []
         for epoch in range(args.epochs):
-            for rows in torch.randperm(len(data), generator=generator).split(8):
+            for rows in torch.randperm(len(data), generator=generator).split(BATCH):
                 logp = torch.stack([policy.logp(*data[i]) for i in rows.tolist()])   # (B, 2)
                 loss = torch.zeros(())
                 if beta > 0:
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = dict(command="python tools/dpo_smollm2.py " + " ".join(sys.argv[1:] if argv is None else argv),
                     seed=args.seed, per_task=args.per_task, pairs=len(data), training_questions=n_questions,
                     held_out_per_task=HELD_OUT_PER_TASK, top_blocks=TOP_K, lora=dict(targets=list(LORA_TARGETS),
-                    rank=8, alpha=16), lr=args.lr, epochs=args.epochs, batch_size=8, runs=records,
+                    rank=LORA_RANK, alpha=LORA_ALPHA), lr=args.lr, epochs=args.epochs, batch_size=BATCH, runs=records,
                     torch=torch.__version__, threads=torch.get_num_threads())
         (args.save / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         print(f"adapters and meta.json in {args.save}", flush=True)
