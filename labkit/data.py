@@ -616,6 +616,23 @@ def load_instructions(split: str) -> list[dict[str, str]]:
     return records
 
 
+def exact_match_questions(split: str = "test", per_task: int = 12, seed: int = 0, lang: str = "en") -> list[dict[str, str]]:
+    """``per_task`` records of each exact-answer task (`EXACT_MATCH_TASKS`) in ``lang``, drawn from ``split``:
+    one generator seeded ``seed`` permutes each task's records in turn, tasks in sorted order.
+
+    The defaults are chapter 07e's held-out questions (12 of each English task of the test split), which
+    07d §9 and ``tools/dpo_smollm2.py`` ask too; the tool draws its training questions the same way.
+    """
+    records = [r for r in load_instructions(split) if r["task"] in EXACT_MATCH_TASKS and r["lang"] == lang]
+    if not records:
+        raise ValueError(f"no exact-answer records in lang={lang!r}: the instruction set has 'en' and 'zh'")
+    generator, chosen = torch.Generator().manual_seed(seed), []
+    for task in sorted({r["task"] for r in records}):
+        of_task = [r for r in records if r["task"] == task]
+        chosen += [of_task[i] for i in torch.randperm(len(of_task), generator=generator)[:per_task].tolist()]
+    return chosen
+
+
 def cjk_font_path() -> Path:
     """The course's Chinese font (checked against SHA256SUMS): Noto Sans CJK SC, cut down to the
     characters the course can draw. ``labkit.plots`` registers it with matplotlib."""

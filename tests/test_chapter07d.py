@@ -58,9 +58,11 @@ def test_result_assertions_keep_their_thresholds():
 
 
 def test_section_9_asks_the_questions_the_tool_scored():
-    """The notebook picks 07e's held-out questions with the tool's code: the same generator, order and count."""
+    """The notebook, the tool and chapter 07e pick the held-out questions with one function."""
     import json
     import sys
+
+    from labkit.data import exact_match_questions
 
     sys.path.insert(0, str(REPO / "tools"))
     try:
@@ -70,10 +72,10 @@ def test_section_9_asks_the_questions_the_tool_scored():
     meta = json.loads((REPO / "checkpoints" / "smollm2_dpo" / "meta.json").read_text(encoding="utf-8"))
     assert meta["held_out_per_task"] == HELD_OUT_PER_TASK and meta["command"].startswith("python tools/dpo_smollm2.py")
     cell = next(c for c in _code_cells(CHAPTER) if c.startswith('DPO_DIR = CHECKPOINTS_DIR / "smollm2_dpo"'))
-    namespace = {"meta": meta}
-    setup = cell[cell.index("test_q = "):cell.index("refs = ")]
-    exec("import torch\nfrom labkit.data import EXACT_MATCH_TASKS, load_instructions\n" + setup, namespace)  # noqa: S102
-    assert namespace["held_out"] == questions(meta["seed"], meta["per_task"])[0]
+    assert 'held_out = exact_match_questions("test", meta["held_out_per_task"])' in cell
+    assert questions(meta["seed"], meta["per_task"])[0] == exact_match_questions("test", meta["held_out_per_task"])
+    e07 = REPO / "chapters" / "07e_real_llm_finetuning.ipynb"
+    assert any('questions = exact_match_questions("test", PER_TASK)' in c for c in _code_cells(e07))
 
 
 def test_the_exercise_bandit_is_the_notebooks():

@@ -98,6 +98,22 @@ def test_exact_match_tasks_are_the_closed_ones():
     assert {task for task, _ in PAIRS} - set(data.EXACT_MATCH_TASKS) == {"continue", "next_line"}
 
 
+
+def test_exact_match_questions_are_per_task_seeded_and_in_task_order():
+    picked = data.exact_match_questions("test", per_task=12, seed=0)
+    tasks = [r["task"] for r in picked]
+    assert tasks == sorted(tasks) and Counter(tasks) == {task: 12 for task in set(tasks)}
+    assert set(tasks) <= set(data.EXACT_MATCH_TASKS) and all(r["lang"] == "en" for r in picked)
+    assert all(r in data.load_instructions("test") for r in picked)
+    assert picked == data.exact_match_questions("test", per_task=12, seed=0)     # the same every time
+    assert picked != data.exact_match_questions("test", per_task=12, seed=1)
+    assert data.exact_match_questions("test", per_task=5)[:5] == picked[:5]      # a prefix of the same order
+    chinese = data.exact_match_questions("test", per_task=3, lang="zh")
+    assert chinese and all(r["lang"] == "zh" for r in chinese)
+    with pytest.raises(ValueError, match="lang='fr'.*'en' and 'zh'"):
+        data.exact_match_questions(lang="fr")
+
+
 # --------------------------------------------------------------------------- answers follow from the inputs
 
 

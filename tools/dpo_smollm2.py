@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 import labkit  # noqa: E402
 from labkit.align import dpo_loss, pack_responses  # noqa: E402
-from labkit.data import EXACT_MATCH_TASKS, load_instructions  # noqa: E402
+from labkit.data import exact_match_questions  # noqa: E402
 from labkit.finetune import apply_lora, save_adapters  # noqa: E402
 from labkit.instruct import exact_match, format_prompt, normalized_exact_match  # noqa: E402
 
@@ -69,19 +69,9 @@ RUNS = {"dpo": (0.1, 0.0), "dpo+nll": (0.1, 1.0), "sft": (0.0, 1.0)}  # name →
 
 def questions(seed: int, per_task: int) -> tuple[list[dict], list[dict], list[str]]:
     """(held-out questions: 07e's, training questions: `per_task` of each task, seeded; the tasks)."""
-    test_q = [r for r in load_instructions("test") if r["task"] in EXACT_MATCH_TASKS and r["lang"] == "en"]
-    train_q = [r for r in load_instructions("train") if r["task"] in EXACT_MATCH_TASKS and r["lang"] == "en"]
-    tasks = sorted({r["task"] for r in test_q})
-    held_out, train = [], []
-    g = torch.Generator().manual_seed(0)  # 07e's generator and order
-    for task in tasks:
-        of = [r for r in test_q if r["task"] == task]
-        held_out += [of[i] for i in torch.randperm(len(of), generator=g)[:HELD_OUT_PER_TASK].tolist()]
-    g = torch.Generator().manual_seed(100 + seed)
-    for task in tasks:
-        of = [r for r in train_q if r["task"] == task]
-        train += [of[i] for i in torch.randperm(len(of), generator=g)[:per_task].tolist()]
-    return held_out, train, tasks
+    held_out = exact_match_questions("test", HELD_OUT_PER_TASK, seed=0)           # 07e's generator and order
+    train = exact_match_questions("train", per_task, seed=100 + seed)
+    return held_out, train, sorted({r["task"] for r in held_out})
 
 
 def judge_samples(smol: nn.Module, train: list[dict], tasks: list[str], reply: Callable, tok, end: int, G: int) -> None:
