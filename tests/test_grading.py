@@ -415,7 +415,9 @@ def test_a_submission_that_kills_its_parent_ends_only_its_own_run(batch):
     killer = rows["c_killer"]
     if batch["level"] == "none":  # its parent is the runner: that run ends, and only that run
         assert killer["status"] == "crashed at cell 1" and "its runner process died" in killer["notes"]
-    else:  # its parent is the sandbox's init, and kill(-1) reaches only the sandbox: all miss, until it kills itself
+    elif batch["level"] == "unshare":  # the kernel shares its parent's process group: killing that group ends it
+        assert killer["status"] == "crashed at cell 2" and "the kernel died" in killer["notes"]
+    else:  # bwrap: its parent is the sandbox's init, and kill(-1) reaches only the sandbox: all miss, until it kills itself
         assert killer["status"] == "crashed at cell 4" and "the kernel died" in killer["notes"]
     assert rows["h_zed"]["status"] == "graded"  # queued after it, graded
     assert all(row["isolation"] == batch["level"] for row in rows.values())
