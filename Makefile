@@ -5,10 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
 
-# PyTorch's CPU threads spin while they wait for each other; when anything else runs on the
-# machine, that spinning made small training steps up to 80x slower here. Passive waiting
-# costs little on a quiet machine and keeps busy ones usable. (Kernels inherit it.)
-export OMP_WAIT_POLICY ?= PASSIVE
+# PyTorch's CPU threads spin while they wait for each other. Spinning without limit made small
+# training steps 35x slower beside another program; sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+# made them 1.9x slower on a quiet machine. So threads spin briefly, and labkit's thread governor
+# gives torch only the cores other programs leave free (labkit/threads.py; measured by
+# benchmarks/omp_wait.py). Kernels inherit it.
+export GOMP_SPINCOUNT ?= 10000
 
 # Test files and notebooks run two at a time (pytest-xdist): most of their time is one Python
 # thread (small models, plotting, kernel start-up), so on 2 cores three chapters' notebooks ran

@@ -14,9 +14,10 @@ for the fused kernel on CUDA only). Against it:
 
 Every variant trains its own copy of the model, all in one process, in rounds of ``--steps`` steps,
 in a rotating order, so that machine noise hits each alike. Reported: the median ms per step and
-tokens/s, and the ratio to nanoGPT's step (higher is faster). The OpenMP wait policy in force is
-printed: the Makefile's ``OMP_WAIT_POLICY=PASSIVE`` makes every step slower on a quiet machine
-(`benchmarks/omp_wait.py`), for both sides alike.
+tokens/s, and the ratio to nanoGPT's step (higher is faster). The OpenMP wait settings in force are
+printed: ``OMP_WAIT_POLICY=PASSIVE`` makes every step about 1.9× slower on a quiet machine
+(`benchmarks/omp_wait.py`), for both sides alike. A last line times only the step's weight matrix
+products (`matmul_floor`): no loop at this recipe can be faster, which bounds every ratio here.
 
     python benchmarks/nanogpt_recipe.py               # about 3 minutes on the 2-core CPU
     python benchmarks/nanogpt_recipe.py --rounds 3 --steps 20
@@ -63,6 +64,26 @@ def nanogpt_step(model: GPT, data: torch.Tensor, *, fused: bool = False, compile
     return step
 
 
+def matmul_floor(config: GPTConfig, batch: int) -> Callable[[], torch.Tensor]:
+    """Only the weight matrix products of one training step, back to back: for every ``nn.Linear``
+    of the model (in, out) with N = batch · block tokens, the forward (N, in) @ (in, out) and the
+    backward's two, (N, out) @ (out, in) for the input's gradient and (out, N) @ (N, in) for the
+    weight's. No attention, normalisation, activation, loss or optimizer: any fp32 loop at this recipe
+    does at least this work, so its time is a floor under every variant's ms per step on this machine."""
+    n, c = batch * config.block_size, config.n_embd
+    shapes = [(c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)] * config.n_layer + [(c, config.vocab_size)]
+    generator = torch.Generator().manual_seed(0)
+    operands = [(torch.randn(n, i, generator=generator), torch.randn(i, o, generator=generator),
+                 torch.randn(n, o, generator=generator)) for i, o in shapes]
+
+    def products() -> torch.Tensor:
+        for x, w, g in operands:
+            x @ w, g @ w.t(), g.t() @ x  # noqa: B018 - the products are the work being timed
+        return g[0, 0]
+
+    return products
+
+
 def train_lm_steps(model: GPT, data: torch.Tensor, steps: int) -> float:
     """``train_lm`` for ``steps`` steps with its defaults; returns its ms per step (evaluations left out)."""
     history = train_lm(model, data, None, steps=steps, batch_size=RECIPE["batch_size"],
@@ -82,11 +103,13 @@ def main() -> None:
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=RECIPE["block_size"], n_layer=RECIPE["n_layer"],
                        n_head=RECIPE["n_head"], n_embd=RECIPE["n_embd"], dropout=0.0, bias=False)
     print(f"nanoGPT's CPU recipe: {GPT(config).num_parameters():,} parameters, batch {RECIPE['batch_size']} × block "
-          f"{RECIPE['block_size']}; {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; {args.rounds} rounds of {args.steps} steps each")
+          f"{RECIPE['block_size']}; {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')}; {args.rounds} rounds of {args.steps} steps each")
 
     levers = {"nanoGPT's step": {}, "+ fused AdamW": {"fused": True}, "+ torch.compile": {"compile": True},
-              "+ compile + fused": {"compile": True, "fused": True}, "+ bf16 autocast": {"bf16": True}}
+              "+ compile + fused": {"compile": True, "fused": True}, "+ bf16 autocast": {"bf16": True},
+              "+ compile + fused + bf16": {"compile": True, "fused": True, "bf16": True}}
     steps: dict[str, Callable[[], torch.Tensor]] = {}
     for name, kw in levers.items():
         torch.manual_seed(0)
@@ -94,8 +117,9 @@ def main() -> None:
         start = time.perf_counter()
         for _ in range(5):  # warm-up (compiling, for torch.compile)
             steps[name]().item()
-        print(f"  {name:20s} warm-up {time.perf_counter() - start:5.1f} s")
-    names = [*levers, "train_lm (defaults)"]
+        print(f"  {name:26s} warm-up {time.perf_counter() - start:5.1f} s")
+    steps["matmul floor"] = matmul_floor(config, RECIPE["batch_size"])
+    names = [*levers, "train_lm (defaults)", "matmul floor"]
     ms: dict[str, list[float]] = {name: [] for name in names}
     torch.manual_seed(0)
     course_model = GPT(config)
@@ -113,10 +137,12 @@ def main() -> None:
     tokens = RECIPE["batch_size"] * RECIPE["block_size"]
     for name in names:
         median = statistics.median(ms[name])
-        print(f"  {name:20s} {median:6.1f} ms/step  {tokens / median * 1e3:8,.0f} tokens/s   "
+        print(f"  {name:26s} {median:6.1f} ms/step  {tokens / median * 1e3:8,.0f} tokens/s   "
               f"{base / median:4.2f}× nanoGPT's speed   (rounds: {', '.join(f'{m:.0f}' for m in ms[name])})")
-    best = max(names, key=lambda name: base / statistics.median(ms[name]))
+    best = max(names[:-1], key=lambda name: base / statistics.median(ms[name]))
     print(f"fastest: {best}, {base / statistics.median(ms[best]):.2f}× nanoGPT's tokens/s (issue 13's target: 1.5×)")
+    print(f"ceiling: a step that did nothing but its weight matrix products would be "
+          f"{base / statistics.median(ms['matmul floor']):.2f}× nanoGPT's step on this machine")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
+from labkit.threads import SPIN_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 300  # docs/design.md: every notebook runs top to bottom in at most 5 minutes on a 2-core CPU
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernels inherit it: see the Makefile
+for _name, _value in SPIN_ENV.items():  # the kernels inherit how torch's threads wait: see labkit.threads
+    os.environ.setdefault(_name, _value)
 
 
 def execute(path: Path, budget: float, tries: int = 2) -> float:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..threads import SPIN_ENV
 from .grading_kernel import KEY_FILE, sign
 from .sandbox import Isolation, View, course_read_only_paths, detect, run_script_argv
 
@@ -196,7 +197,8 @@ def _kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
     (For kernels run outside the grader's sandbox, e.g. by tests; sandboxed kernels get `_sandbox_env`.)"""
     env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's threads sleep, not spin, while waiting (see Makefile)
+    for name, value in SPIN_ENV.items():  # how torch's threads wait for each other (see labkit.threads)
+        env.setdefault(name, value)
     root = str(_HERE.parent.parent)  # the folder holding labkit/ (this file is labkit/course/grading.py)
     installed = {str(Path(p).resolve()) for k in ("purelib", "platlib") if (p := sysconfig.get_paths().get(k))}
     if root not in installed:
@@ -207,7 +209,7 @@ def _kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-_ENV_KEPT = re.compile(r"PATH|LANG|LANGUAGE|LC_\w+|TZ|PYTHONPATH|PYTHONHASHSEED|OMP_\w+|MKL_\w+|OPENBLAS_\w+|"
+_ENV_KEPT = re.compile(r"PATH|LANG|LANGUAGE|LC_\w+|TZ|PYTHONPATH|PYTHONHASHSEED|OMP_\w+|GOMP_\w+|MKL_\w+|OPENBLAS_\w+|"
                        r"LABKIT_DATA_DIR|LABKIT_DEVICE|KERAS_BACKEND")
 
 
