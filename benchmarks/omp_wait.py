@@ -7,19 +7,21 @@ operations a thread that has no work either spins (burns its core, wakes at once
 `ACTIVE` (spin), unset (spin ~300,000 iterations, then sleep; fewer when there are more threads
 than cores), and `GOMP_SPINCOUNT=n` (spin n iterations, then sleep). Spinning threads make small
 training steps many times slower when another kernel runs beside them; PASSIVE pays for every
-wake-up on a quiet machine. "+ governor" adds labkit's thread governor (`labkit.threads`: as many
-threads as other programs leave cores free, re-measured every half second, asked at every step
-as the training core does); the Makefile's setting is GOMP_SPINCOUNT=10000 + governor.
+wake-up on a quiet machine. "+ free cores" starts as a Jupyter kernel does after `import labkit`
+(`labkit.threads.choose_threads`: watch the machine for 0.3 s, then use as many threads as other
+programs leave cores free); the course's setting is GOMP_SPINCOUNT=10000 + free cores.
 
 Each setting trains nanoGPT's CPU recipe (4 layers, 4 heads, 128 wide, block 64, batch 12,
 fp32, AdamW) in a fresh process, in a rotating order, on a quiet machine and again beside a
-second process doing the same training under the same setting (two notebooks at once, as
-`make test` runs them). Reported: the mean ms per step over each run (what one waits for,
-including the steps before the governor first reacts), its ratio to PASSIVE, and each run's median.
+second process doing the same training under the same setting, started HEAD_START seconds
+earlier (a notebook started beside a running one, as `make test` runs two at a time). The earlier
+process chose its threads while the machine was quiet: what it pays once the second one starts is
+the "GOMP_SPINCOUNT=10000" row's (two threads beside a busy process). Reported: the mean ms per
+step over each run (what one waits for), its ratio to PASSIVE, and each run's median.
 
     python benchmarks/omp_wait.py   # 4 minutes quiet; a spinning setting beside a second process
                                     # can take minutes per run: that is the finding
-    python benchmarks/omp_wait.py --rounds 3 --steps 60 --settings unset "GOMP_SPINCOUNT=10000 + governor"
+    python benchmarks/omp_wait.py --rounds 3 --steps 60 --settings unset "GOMP_SPINCOUNT=10000 + free cores"
 """
 from __future__ import annotations
 
@@ -37,11 +39,14 @@ SETTINGS: dict[str, dict[str, str]] = {
     "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
     "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
     "GOMP_SPINCOUNT=100000": {"GOMP_SPINCOUNT": "100000"},
-    "GOMP_SPINCOUNT=10000 + governor": {"GOMP_SPINCOUNT": "10000", "GOVERNOR": "1"},
-    "unset + governor": {"GOVERNOR": "1"},
+    "GOMP_SPINCOUNT=10000 + free cores": {"GOMP_SPINCOUNT": "10000", "CHOOSE_THREADS": "1"},
+    "unset + free cores": {"CHOOSE_THREADS": "1"},
     "PASSIVE, 1 thread": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"},
     "unset, 1 thread": {"OMP_NUM_THREADS": "1"},
 }
+
+
+HEAD_START = 5.0  # seconds the second process trains alone before the measured one starts
 
 
 def child(steps: int) -> None:
@@ -50,19 +55,17 @@ def child(steps: int) -> None:
 
     from labkit.gpt import GPT, GPTConfig
     from labkit.lm import configure_optimizer, lm_loss
-    from labkit.threads import adapt_threads, enable
+    from labkit.threads import choose_threads
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
     model = GPT(config).train()
     optimizer = configure_optimizer(model, 1e-3)
     data = torch.randint(0, 65, (100_000,))
-    times, governed = [], os.environ.get("GOVERNOR") == "1"
-    if governed:
-        enable()
+    if os.environ.get("CHOOSE_THREADS") == "1":
+        choose_threads()  # as `import labkit` does in a Jupyter kernel
+    times = []
     for _step in range(steps + 5):
-        if governed:
-            adapt_threads()  # as the course's training core does at every step
         ix = torch.randint(0, len(data) - 65, (12,))
         x = torch.stack([data[i: i + 64] for i in ix])
         y = torch.stack([data[i + 1: i + 65] for i in ix])
@@ -78,11 +81,13 @@ def child(steps: int) -> None:
 def run(setting: str, steps: int, beside: bool) -> tuple[float, float]:
     """Mean and median ms/step of one child process under `setting`; with `beside`, a second child under the
     same setting trains at the same time (its time is not counted)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "GOVERNOR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "CHOOSE_THREADS")}
     env.update(SETTINGS[setting])
     command = [sys.executable, __file__, "--child", str(steps)]
-    other = subprocess.Popen([sys.executable, __file__, "--child", str(steps * 3)], env=env,
+    other = subprocess.Popen([sys.executable, __file__, "--child", str(steps * 10)], env=env,
                              stdout=subprocess.DEVNULL) if beside else None
+    if other is not None:
+        time.sleep(HEAD_START)  # the other process is training when this one starts, as in a kernel started beside a running one
     try:
         out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     finally:

@@ -155,10 +155,10 @@ PUBLIC: dict[str, str] = {
 __version__ = "0.1.0"
 
 from .fonts import register_chinese_font as _register_chinese_font  # noqa: E402
-from .threads import install as _install_thread_governor  # noqa: E402
+from .threads import install as _choose_threads  # noqa: E402
 
 _register_chinese_font()  # figures can label Chinese in Chinese (matplotlib has no font for it)
-_install_thread_governor()  # in Jupyter: before each cell, as many torch threads as cores left free
+_choose_threads()  # in Jupyter: as many torch threads as other programs leave cores free (labkit.threads)
 __all__ = sorted(PUBLIC)
 
 

@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .threads import adapt_threads
-
 Board = tuple[int, ...]
 Evaluator = Callable[[Board], tuple[list[float], float]]
 EMPTY: Board = (0,) * 9
@@ -347,7 +345,6 @@ def train_net(net: PolicyValueNet, examples: Sequence[tuple[Board, list[float], 
     net.train()
     loss = torch.tensor(0.0)
     for _ in range(steps):
-        adapt_threads()  # as many torch threads as cores left free (labkit.threads)
         i = torch.randint(len(examples), (batch_size,), generator=generator)
         logits, v = net(x[i])
         log_p = F.log_softmax(logits.masked_fill(~mask[i], -1e9), dim=-1)

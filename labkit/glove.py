@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .threads import adapt_threads
-
 __all__ = ["tokenize_words", "build_vocab", "encode", "cooccurrence", "weighting", "glove_loss", "glove_gradients",
            "GloVe", "train_glove", "nearest", "analogy"]
 
@@ -149,7 +147,6 @@ def train_glove(X: torch.Tensor, vocab: Sequence[str], *, dim: int = 50, steps: 
     f, log_x, nonzero = weighting(X, x_max, alpha).float(), _log_counts(X, torch.float32), int((X > 0).sum())
     losses = []
     for _ in range(steps):
-        adapt_threads()  # as many torch threads as cores left free (labkit.threads)
         loss, *grads = _gradients(params[0], params[1], params[2], params[3], f, log_x)
         for p, grad in zip(params, grads):
             p.grad = grad

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .files import DamagedFileError, listing, read_json, read_safetensors, read_torch_file
-from .threads import adapt_threads
 
 # Model sizes as a lookup table (minGPT's idea). vocab_size and block_size may be overridden.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -370,7 +369,6 @@ class GPT(nn.Module):
         fed = 0  # how many tokens of idx the cache holds
         finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
-            adapt_threads()  # a long generation follows what else runs (labkit.threads)
             if cache is not None and idx.shape[1] <= block:
                 logits = self(idx[:, fed:], cache)  # only the tokens the cache has not seen
                 fed = idx.shape[1]

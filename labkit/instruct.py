@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from .threads import adapt_threads
 from .tokenizers import ENDOFTEXT
 
 if TYPE_CHECKING:
@@ -280,7 +279,6 @@ def train_instructions(
     start, losses, tokens, window_start = time.perf_counter(), [], 0, time.perf_counter()
     for state.epoch in range(epochs):
         for batch in length_grouped_batches(lengths, batch_size, generator):
-            adapt_threads()  # as many torch threads as cores left free (labkit.threads)
             xb, yb = collator([train_set[i] for i in batch])
             loss = instruction_loss(model(xb.to(device)), yb.to(device))
             optimizer.zero_grad(set_to_none=True)

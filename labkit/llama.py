@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gpt import KVCache, LayerCache, _check_sampling, sample_next
-from .threads import adapt_threads
 
 __all__ = ["LlamaConfig", "RMSNorm", "Rotary", "apply_rotary", "Attention", "SwiGLU", "LlamaBlock", "Llama"]
 
@@ -349,7 +348,6 @@ class Llama(nn.Module):
             cache = prefix.copy() if prefix is not None else KVCache(self.config.n_layer) if use_cache else None
             new = idx  # what the model has not seen yet
             for _ in range(max_new_tokens):
-                adapt_threads()  # a long generation follows what else runs (labkit.threads)
                 hidden = self.hidden_states(new, cache)[:, -1, :]  # (1, C): only the last position predicts
                 logits = self.lm_head(hidden)  # (1, V): the next token's scores
                 next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)  # (1, 1)

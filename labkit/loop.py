@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from . import distributed
-from .threads import adapt_threads
 
 __all__ = ["History", "TrainState", "run_periods", "optimizer_step", "make_optimizer", "atomic_save"]
 
@@ -210,7 +209,6 @@ def run_periods(
             hooks.on_epoch_start(state)
             start, finite = time.perf_counter(), True
             for micro_batches in steps:
-                adapt_threads()  # as many threads as other programs leave cores free (labkit.threads)
                 finite = optimizer_step(state, micro_batches, compute_loss, hooks, autocast)
                 if not finite:
                     break

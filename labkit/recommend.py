@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .threads import adapt_threads
-
 __all__ = [
     "Ratings", "SimulatedWorld", "simulate_ratings", "MatrixFactorization", "TwoTower",
     "fit_matrix_factorization", "fit_ratings_model", "rmse", "hit_rate_and_ndcg", "popularity_scores",
@@ -187,7 +185,6 @@ def fit_ratings_model(model: nn.Module, train: Ratings, epochs: int = 300, lr: f
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = []
     for _ in range(epochs):
-        adapt_threads()  # as many torch threads as cores left free (labkit.threads)
         predictions = model(train.users, train.items)
         mse = (predictions - train.ratings).pow(2).mean()
         penalty = sum(p.pow(2).mean() for name, p in model.named_parameters() if name != "mean")

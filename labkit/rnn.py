@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from .gpt import _check_sampling, sample_next
-from .threads import adapt_threads
 
 # A layer's state: h (1, B, H) for an RNN, the pair (h, c) for an LSTM.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -201,7 +200,6 @@ class CharRNN(nn.Module):
         self.eval()
         logits, states = self.forward_with_state(idx)  # read the prompt once
         for _ in range(max_new_tokens):
-            adapt_threads()  # a long generation follows what else runs (labkit.threads)
             next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat([idx, next_id], dim=1)
             logits, states = self.forward_with_state(next_id, states)  # one token in, the state carried on

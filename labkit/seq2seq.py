@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gpt import MLP, CausalSelfAttention, GPTConfig
-from .threads import adapt_threads
 
 DIGITS = "零一二三四五六七八九"
 SMALL_UNITS = ["", "十", "百", "千"]
@@ -370,7 +369,6 @@ def train_steps(loss_fn: Callable[[torch.Tensor], torch.Tensor], model: nn.Modul
     losses = []
     model.train()
     for step in range(steps):
-        adapt_threads()  # as many torch threads as cores left free (labkit.threads)
         loss = loss_fn(torch.randint(n_examples, (batch_size,), generator=generator))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,5 +1,5 @@
-"""labkit.threads: the thread governor's arithmetic, its decisions on made-up CPU counters, what it
-measures beside a real busy process, and the spin setting every way of starting the course uses."""
+"""labkit.threads: the arithmetic, the choice on made-up CPU counters, what the counters measure
+beside a real busy process, and the spin setting every way of starting the course uses."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from labkit import threads
-from labkit.threads import CpuSample, ThreadGovernor, others_cores, threads_for
+from labkit.threads import CpuSample, choose_threads, others_cores, threads_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,10 +38,10 @@ def test_others_cores_subtracts_this_process():
 
 
 class FakeCounters:
-    """A CPU-counter reader whose other programs use ``self.others`` cores; one second per read."""
+    """A CPU-counter reader whose other programs use ``others`` cores; one second per read."""
 
-    def __init__(self) -> None:
-        self.others, self.busy, self.wall = 0.0, 0.0, 0.0
+    def __init__(self, others: float) -> None:
+        self.others, self.busy, self.wall = others, 0.0, 0.0
 
     def __call__(self) -> CpuSample:
         self.busy += self.others
@@ -56,38 +56,21 @@ def restore_threads():
     torch.set_num_threads(before)
 
 
-def test_governor_follows_what_others_use(restore_threads):
+@pytest.mark.parametrize(("others", "expected"), [(0.0, 2), (0.2, 2), (1.0, 1), (2.0, 1)])
+def test_choose_threads_sets_the_cores_others_leave(restore_threads, others, expected):
     torch.set_num_threads(2)
-    counters = FakeCounters()
-    governor = ThreadGovernor(interval=0.0, most=2, cores=2, read=counters)
-    assert governor() == 2  # the first call only takes a sample
-    counters.others = 1.0
-    assert governor() == 1 and torch.get_num_threads() == 1
-    assert governor() == 1
-    counters.others = 0.1
-    assert governor() == 2 and torch.get_num_threads() == 2
-    assert governor.changes == 2
+    assert choose_threads(0.0, cores=2, read=FakeCounters(others)) == expected
+    assert torch.get_num_threads() == expected
 
 
-def test_governor_leaves_a_count_set_by_hand(restore_threads):
+def test_choose_threads_never_exceeds_the_count_it_starts_with(restore_threads):
+    torch.set_num_threads(1)  # e.g. OMP_NUM_THREADS=1
+    assert choose_threads(0.0, cores=8, read=FakeCounters(0.0)) == 1
+
+
+def test_choose_threads_without_counters_changes_nothing(restore_threads):
     torch.set_num_threads(2)
-    counters = FakeCounters()
-    governor = ThreadGovernor(interval=0.0, most=2, cores=2, read=counters)
-    governor()
-    torch.set_num_threads(1)  # the learner's choice
-    counters.others = 0.0
-    assert governor() == 1 and governor.changes == 0
-
-
-def test_governor_waits_for_its_interval_and_does_nothing_without_counters(restore_threads):
-    torch.set_num_threads(2)
-    counters = FakeCounters()
-    governor = ThreadGovernor(interval=3600.0, most=2, cores=2, read=counters)
-    governor()
-    counters.others = 2.0
-    assert governor() == 2  # an hour has not passed: no new sample
-    blind = ThreadGovernor(interval=0.0, most=2, cores=2, read=lambda: None)
-    assert blind() == 2 and blind() == 2 and blind.changes == 0
+    assert choose_threads(0.0, cores=2, read=lambda: None) == 2
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the governor reads Linux's /proc/stat")
@@ -107,34 +90,14 @@ def test_the_counters_see_a_busy_process():
     assert threads_for(used, os.cpu_count() or 1, os.cpu_count() or 1) <= max(1, (os.cpu_count() or 1) - 1)
 
 
-def test_install_adds_one_pre_cell_hook(monkeypatch):
-    from IPython.core.events import EventManager
-
-    class Shell:
-        events = EventManager(None, {"pre_run_cell": None})
-
-    shell = Shell()
-    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
-    monkeypatch.setattr(threads, "_GOVERNOR_ON", False)
+def test_install_chooses_once_in_jupyter_only(monkeypatch):
     calls = []
-    monkeypatch.setattr(threads, "adapt_threads", lambda: calls.append(1) or 1)
-    assert threads.install() and threads.install()
-    assert shell.events.callbacks["pre_run_cell"] == [threads._on_cell]
-    shell.events.trigger("pre_run_cell")
-    assert len(calls) == 3  # once per install, once for the cell
-    assert threads._GOVERNOR_ON
-
-
-def test_the_governor_is_off_outside_jupyter_until_enabled(monkeypatch, restore_threads):
-    torch.set_num_threads(2)
-    counters = FakeCounters()
-    counters.others = 2.0
-    monkeypatch.setattr(threads, "_GOVERNOR", ThreadGovernor(interval=0.0, most=2, cores=2, read=counters))
-    monkeypatch.setattr(threads, "_GOVERNOR_ON", False)
-    assert threads.adapt_threads() == 2 and threads.adapt_threads() == 2  # tests and scripts: untouched
-    threads.enable()
-    threads.adapt_threads()
-    assert threads.adapt_threads() == 1
+    monkeypatch.setattr(threads, "choose_threads", lambda: calls.append(1) or 1)
+    monkeypatch.setattr(threads, "_CHOSEN", None)
+    monkeypatch.setattr("IPython.get_ipython", lambda: None)
+    assert threads.install() is None and calls == []  # a script or a test: nothing changes
+    monkeypatch.setattr("IPython.get_ipython", lambda: object())
+    assert threads.install() == 1 and threads.install() is None and calls == [1]  # a kernel: once
 
 
 def test_every_launcher_uses_the_same_spin_setting():
