@@ -46,9 +46,8 @@ def test_result_assertions_keep_their_thresholds():
     assert 'assert best_share[-1] > 0.95' in source
     assert 'assert min(grpo_after) > before["all"] + 0.1' in source
     assert 'assert min(acc for _, acc in dpo_seeds) > before["all"] + 0.05' in source
-    assert 'hacking[0.0]["true"] < start_true - 0.2' in source
-    assert 'hacking[3.0]["true"] > start_true - 0.15' in source
-    assert 'hacking[3.0]["kl"][-1] < hacking[1.0]["kl"][-1] < hacking[0.0]["kl"][-1]' in source
+    assert 'hacking[0.0]["proxy"] > start_proxy + 0.2 and hacking[0.0]["true"] < start_true - 0.2' in source
+    assert 'hacking[beta]["kl"][-1] < hacking[0.0]["kl"][-1] / 5 and abs(hacking[beta]["true"] - start_true) < 0.12' in source
     assert 'assert accuracy(clean_model) >= max(dpo_mean, mean) - 0.02' in source
     # section 9: SmolLM2's shipped adapters, scored again here, and the claims the prose makes of them
     assert 'abs(here[run["run"]] - run["held_out_exact_match"]) <= 2 / len(refs)' in source
