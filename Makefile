@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard chapters/*.ipynb solutions/*.ipynb)
 
 # PyTorch's CPU threads spin while they wait for each other. Spinning without limit made small
-# training steps 10-35x slower beside another program; sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+# training steps up to 33x slower beside another program; sleeping at once (OMP_WAIT_POLICY=PASSIVE)
 # made them 1.9x slower on a quiet machine. So threads spin briefly, and a kernel that imports
 # labkit gives torch only the cores other programs leave free (labkit/threads.py; measured by
 # benchmarks/omp_wait.py). Kernels inherit it.

@@ -7,7 +7,7 @@ how fast a small model trains:
 
 - spinning (libgomp's default: about 300,000 checks, then sleep) wakes at once, so a quiet
   machine runs at full speed; but when another program holds a core, a spinning thread spends its
-  time slice waiting for a teammate that is not running: nanoGPT's CPU recipe took 10–35× longer
+  time slice waiting for a teammate that is not running: nanoGPT's CPU recipe took up to 33× longer
   per step beside a second training process here;
 - sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) is safe beside anything, but pays a wake-up at
   every operation: the same recipe 1.9× slower on a quiet machine.
