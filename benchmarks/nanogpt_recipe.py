@@ -17,7 +17,8 @@ in a rotating order, so that machine noise hits each alike. Reported: the median
 tokens/s, and the ratio to nanoGPT's step (higher is faster). The OpenMP wait settings in force are
 printed: ``OMP_WAIT_POLICY=PASSIVE`` makes every step about 1.9× slower on a quiet machine
 (`benchmarks/omp_wait.py`), for both sides alike. A last line times only the step's weight matrix
-products (`matmul_floor`): no loop at this recipe can be faster, which bounds every ratio here.
+products (`matmul_floor`): no loop built on PyTorch's matrix products can be faster, which bounds
+every ratio here.
 
     python benchmarks/nanogpt_recipe.py               # about 3 minutes on the 2-core CPU
     python benchmarks/nanogpt_recipe.py --rounds 3 --steps 20
@@ -69,7 +70,8 @@ def matmul_floor(config: GPTConfig, batch: int) -> Callable[[], torch.Tensor]:
     of the model (in, out) with N = batch · block tokens, the forward (N, in) @ (in, out) and the
     backward's two, (N, out) @ (out, in) for the input's gradient and (out, N) @ (N, in) for the
     weight's. No attention, normalisation, activation, loss or optimizer: any fp32 loop at this recipe
-    does at least this work, so its time is a floor under every variant's ms per step on this machine."""
+    does at least this work, so with PyTorch's matrix products its time is a floor under every
+    variant's ms per step on this machine (a faster product kernel would lower it)."""
     n, c = batch * config.block_size, config.n_embd
     shapes = [(c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)] * config.n_layer + [(c, config.vocab_size)]
     generator = torch.Generator().manual_seed(0)
