@@ -135,6 +135,28 @@ class KVCache:
         return twin
 
 
+# Below this many queries, PyTorch's CPU attention kernel differentiates bf16 several times slower than
+# float32 on the machines we measured (benchmarks/attention_bf16.py prints the grid: the gap closes with
+# the length, and from about 192 on which is faster depends on the head size), so `fused_attention`
+# computes short bf16 contexts in float32.
+BF16_ATTENTION_IN_FP32_BELOW = 192
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
+                    dropout_p: float = 0.0, is_causal: bool = False) -> torch.Tensor:
+    """PyTorch's fused ``scaled_dot_product_attention`` for q (B, nh, Tq, hs), k and v (B, nh, Tk, hs),
+    with one exception for speed: bf16 attention on a CPU that will be differentiated (autocast's
+    training steps, chapter 08a) runs in float32 when Tq < ``BF16_ATTENTION_IN_FP32_BELOW``, and its
+    output is rounded back to bf16. The result differs from bf16's only by bf16's own rounding."""
+    if (q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled()
+            and q.shape[-2] < BF16_ATTENTION_IN_FP32_BELOW):
+        with torch.autocast("cpu", enabled=False):
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask,
+                                               dropout_p=dropout_p, is_causal=is_causal)
+        return y.to(torch.bfloat16)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
@@ -170,9 +192,9 @@ class CausalSelfAttention(nn.Module):
         if self.attention == "sdpa":
             dropout = self.dropout if self.training else 0.0
             if Tq == Tk:
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+                return fused_attention(q, k, v, dropout_p=dropout, is_causal=True)
             mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            return fused_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         # written out: scores, mask the future, softmax, weighted sum of values
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])  # (B, nh, Tq, Tk)
         future = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(diagonal=Tk - Tq + 1)

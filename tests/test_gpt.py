@@ -11,11 +11,13 @@ from safetensors import safe_open
 
 from labkit.checkpoints import load_checkpoint, save_checkpoint
 from labkit.gpt import (
+    BF16_ATTENTION_IN_FP32_BELOW,
     GPT,
     PRESETS,
     GPTConfig,
     KVCache,
     filter_logits,
+    fused_attention,
     sample_next,
     with_attention,
 )
@@ -88,6 +90,34 @@ def test_manual_and_sdpa_attention_agree_with_and_without_cache():
         pieces += [model(idx[:, t : t + 1], cache) for t in range(8, 16)]
         assert len(cache) == 16
         assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+
+
+def qkv(T: int, dtype: torch.dtype, grad: bool = True) -> list[torch.Tensor]:
+    """Queries, keys and values (2, 3, T, 8) in ``dtype``, seeded; leaves that need grad when ``grad``."""
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(2, 3, T, 8, generator=generator).to(dtype).requires_grad_(grad) for _ in range(3)]
+
+
+def test_short_bf16_attention_to_be_differentiated_runs_in_float32_on_a_cpu():
+    q, k, v = qkv(16, torch.bfloat16)
+    y = fused_attention(q, k, v, is_causal=True)
+    in_fp32 = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, in_fp32.to(torch.bfloat16))
+    y.sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16  # the gradients come back in the inputs' dtype
+    in_bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(y.float(), in_bf16.float(), atol=0.05)  # the same attention, up to bf16's rounding
+
+
+@pytest.mark.parametrize("T, grad, dtype", [(16, False, torch.bfloat16), (BF16_ATTENTION_IN_FP32_BELOW, True, torch.bfloat16),
+                                            (16, True, torch.float32), (16, True, torch.float16)])
+def test_other_attention_is_pytorchs_own(T, grad, dtype):
+    """Without gradients (generation), from the threshold's length on, and in other dtypes, fused_attention is
+    scaled_dot_product_attention itself."""
+    q, k, v = qkv(T, dtype, grad)
+    with torch.set_grad_enabled(grad):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        assert torch.equal(fused_attention(q, k, v, is_causal=True), expected)
 
 
 @pytest.mark.parametrize("attention", ["manual", "sdpa"])
