@@ -20,6 +20,7 @@ Shapes: B batch, T block (context) length, V vocabulary size.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -117,11 +118,12 @@ def estimate_loss(
 
 
 def configure_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95)
+    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
+    *, fused: bool | None = None,
 ) -> torch.optim.AdamW:
     """AdamW with two groups: weight decay on matrices (Linear and Embedding weights, ≥ 2-D) only,
-    none on biases and LayerNorm gains (1-D), as in GPT-2 and nanoGPT."""
-    optimizer = make_optimizer("adamw", model, lr, weight_decay, decay_matrices_only=True, betas=betas)
+    none on biases and LayerNorm gains (1-D), as in GPT-2 and nanoGPT. ``fused``: as in `make_optimizer`."""
+    optimizer = make_optimizer("adamw", model, lr, weight_decay, decay_matrices_only=True, betas=betas, fused=fused)
     return cast(torch.optim.AdamW, optimizer)  # "adamw" made it
 
 
@@ -188,6 +190,7 @@ def train_lm(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     autocast: torch.dtype | None = None,
+    compile: bool = False,
     peak_flops: float | None = None,
     aux_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
@@ -206,6 +209,10 @@ def train_lm(
     ``sample_prompt`` is shown at each evaluation. With ``checkpoint`` (a file path) the whole
     run state is saved at each evaluation; ``resume=True`` continues from it exactly.
     ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision.
+    ``compile=True`` trains through ``torch.compile(model)`` (the first steps compile it; evaluations,
+    samples and checkpoints use ``model`` itself) and steps AdamW with its fused kernel. The fastest
+    settings on a CPU are
+    ``autocast=labkit.fastest_dtype(), compile=True`` (benchmarks/nanogpt_recipe.py measures each).
     ``aux_loss`` (a function of the model, called after each forward pass) adds a term to the
     training loss, e.g. a mixture of experts' load-balancing loss (chapter 08d:
     ``aux_loss=lambda m: 0.01 * labkit.moe.load_balancing_loss(m)``); the losses in the history
@@ -225,7 +232,7 @@ def train_lm(
 
     torch.manual_seed(seed)
     model.to(device)
-    optimizer = configure_optimizer(model, lr, weight_decay)
+    optimizer = configure_optimizer(model, lr, weight_decay, fused=True if compile else None)
     history = History()
     state = LMState(model, optimizer, device, epochs=1 + math.ceil(steps / eval_every), steps_per_epoch=eval_every,
                     history=history, has_validation=val_data is not None, period="evaluation",
@@ -246,6 +253,11 @@ def train_lm(
         *([RunCheckpoint(checkpoint)] if checkpoint is not None and main else []),
     ])
     net = distributed.wrap(model, device)  # under DDP it averages the gradients over the ranks
+    if compile:
+        if device.type == "cpu":  # inductor imports torch.utils.cpp_extension, which warns "No CUDA runtime is
+            # found" on a CUDA build of PyTorch without a GPU: true, irrelevant on a CPU, and alarming in a notebook
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        net = cast(nn.Module, torch.compile(net))
     flops_per_token = _flops_per_token(model, block_size)
     # tokens/s counts every rank's tokens, so MFU divides by every rank's peak together (each rank measures
     # its own: under torchrun a rank has 1 thread by default, half of this 2-core machine's peak)

@@ -240,3 +240,18 @@ def test_adamw_keeps_pytorchs_default_kernel_on_a_cpu():
 
     optimizer = configure_optimizer(torch.nn.Linear(3, 2), lr=1e-3)
     assert not optimizer.defaults.get("fused")
+    assert configure_optimizer(torch.nn.Linear(3, 2), lr=1e-3, fused=True).defaults["fused"]  # when asked
+
+
+def test_compiled_training_follows_the_eager_run_and_saves_the_plain_model(tmp_path):
+    """compile=True trains through torch.compile and fused AdamW: other kernels, the same training up to
+    rounding; the checkpoint holds the model's own parameter names (no torch.compile prefix)."""
+    train, val = stream()
+    eager = train_lm(tiny_model(), train, val, steps=10, **RUN)
+    model = tiny_model()
+    compiled = train_lm(model, train, val, steps=10, compile=True, checkpoint=tmp_path / "run.pt", **RUN)
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-3)
+    assert compiled["val_loss"][-1] < compiled["val_loss"][0] - 0.1  # it learns
+    saved = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert set(saved["model"]) == set(model.state_dict())
+    assert saved["optimizer"]["param_groups"][0]["fused"]
