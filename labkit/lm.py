@@ -210,9 +210,9 @@ def train_lm(
     run state is saved at each evaluation; ``resume=True`` continues from it exactly.
     ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision.
     ``compile=True`` trains through ``torch.compile(model)`` (the first steps compile it; evaluations,
-    samples and checkpoints use ``model`` itself) and steps AdamW with its fused kernel. The fastest
-    settings on a CPU are
-    ``autocast=labkit.fastest_dtype(), compile=True`` (benchmarks/nanogpt_recipe.py measures each).
+    samples and checkpoints use ``model`` itself) and steps AdamW with its fused kernel; on a CPU it
+    needs a C++ compiler. The fastest settings are ``compile=True, autocast=labkit.fastest_dtype()``
+    (benchmarks/nanogpt_recipe.py measures each lever; chapter 08a §3.3 compares them with the defaults).
     ``aux_loss`` (a function of the model, called after each forward pass) adds a term to the
     training loss, e.g. a mixture of experts' load-balancing loss (chapter 08d:
     ``aux_loss=lambda m: 0.01 * labkit.moe.load_balancing_loss(m)``); the losses in the history
@@ -224,6 +224,8 @@ def train_lm(
     _check_lm_arguments(steps=steps, batch_size=batch_size, block_size=block_size, lr=lr,
                         accumulation_steps=accumulation_steps, eval_every=eval_every, train_data=train_data,
                         val_data=val_data, model=model, resume=resume, checkpoint=checkpoint)
+    if compile:
+        _check_can_compile(device)
     warmup_steps = max(1, steps // 20) if warmup_steps is None else warmup_steps
     min_lr = lr / 10 if min_lr is None else min_lr
     settings = dict(steps=steps, batch_size=batch_size, block_size=block_size, lr=lr, min_lr=min_lr,
@@ -366,6 +368,24 @@ def _check_lm_arguments(*, steps, batch_size, block_size, lr, accumulation_steps
                              f"build the model with vocab_size=tokenizer.vocab_size")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<the file to resume from>")
+
+
+def _check_can_compile(device: torch.device) -> None:
+    """On a CPU, torch.compile writes C++ and builds it: say so up front when no compiler is found,
+    instead of a page of inductor's errors at the first step."""
+    if device.type != "cpu":
+        return
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # another PyTorch layout: let torch.compile speak for itself
+        return
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # inductor raises its own exception types
+        raise RuntimeError(
+            f"compile=True needs a C++ compiler on a CPU (torch.compile writes C++ and builds it), and none was "
+            f"found ({type(error).__name__}): install g++ or clang++ (on macOS: xcode-select --install), or "
+            f"train with compile=False") from None
 
 
 # --------------------------------------------------------------------------- callbacks of a language-model run

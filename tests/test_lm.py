@@ -255,3 +255,18 @@ def test_compiled_training_follows_the_eager_run_and_saves_the_plain_model(tmp_p
     saved = torch.load(tmp_path / "run.pt", weights_only=True)
     assert set(saved["model"]) == set(model.state_dict())
     assert saved["optimizer"]["param_groups"][0]["fused"]
+
+
+def test_compile_without_a_cpp_compiler_says_so_before_training(monkeypatch):
+    import torch._inductor.cpp_builder as builder
+
+    def no_compiler():
+        raise RuntimeError("inductor: no working C++ compiler found")
+
+    monkeypatch.setattr(builder, "get_cpp_compiler", no_compiler)
+    train, val = stream()
+    model = tiny_model()
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r"compile=True needs a C\+\+ compiler.*compile=False"):
+        train_lm(model, train, val, steps=5, compile=True, **RUN)
+    assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())  # nothing trained
