@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gpt import KVCache, LayerCache, _check_sampling, sample_next
+from .gpt import KVCache, LayerCache, _check_sampling, fused_attention, sample_next
 
 __all__ = ["LlamaConfig", "RMSNorm", "Rotary", "apply_rotary", "Attention", "SwiGLU", "LlamaBlock", "Llama"]
 
@@ -165,14 +165,15 @@ class Attention(nn.Module):
 
 def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q kᵀ / √D, causal) v for q (B, H, Tq, D), k and v (B, H, Tk, D), the queries being
-    the last Tq of the Tk positions (as in ``labkit.gpt.CausalSelfAttention.attend``)."""
+    the last Tq of the Tk positions (as in ``labkit.gpt.CausalSelfAttention.attend``, whose
+    `fused_attention` it shares: short bf16 contexts to be differentiated run in float32 on a CPU)."""
     Tq, Tk = q.shape[2], k.shape[2]
     if Tq == Tk:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return fused_attention(q, k, v, is_causal=True)
     if Tq == 1:  # one new token sees every cached one: no mask needed
-        return F.scaled_dot_product_attention(q, k, v)
+        return fused_attention(q, k, v)
     mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return fused_attention(q, k, v, attn_mask=mask)
 
 
 class SwiGLU(nn.Module):
