@@ -208,7 +208,8 @@ def train_lm(
     (default lr / 10). With ``tokenizer`` a sample of ``sample_tokens`` tokens after
     ``sample_prompt`` is shown at each evaluation. With ``checkpoint`` (a file path) the whole
     run state is saved at each evaluation; ``resume=True`` continues from it exactly.
-    ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision.
+    ``autocast`` (e.g. ``torch.bfloat16``) runs the forward pass in mixed precision; None or
+    ``torch.float32``: full precision.
     ``compile=True`` trains through ``torch.compile(model)`` (the first steps compile it; evaluations,
     samples and checkpoints use ``model`` itself) and steps AdamW with its fused kernel; on a CPU it
     needs a C++ compiler. The fastest settings are ``compile=True, autocast=labkit.fastest_dtype()``

@@ -235,8 +235,11 @@ def _measure(state: TrainState, hooks: Any, measure: Callable[[], dict[str, floa
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision in ``dtype`` (e.g. torch.bfloat16), or full precision when None."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else torch.autocast(device.type, enabled=False)
+    """Mixed precision in ``dtype`` (e.g. torch.bfloat16), or full precision when None or torch.float32
+    (what `labkit.fastest_dtype()` returns where bf16 does not pay; autocast itself would warn at it)."""
+    if dtype is None or dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def make_optimizer(optimizer: str | Callable[..., torch.optim.Optimizer], model: nn.Module, lr: float,

@@ -270,3 +270,13 @@ def test_compile_without_a_cpp_compiler_says_so_before_training(monkeypatch):
     with pytest.raises(RuntimeError, match=r"compile=True needs a C\+\+ compiler.*compile=False"):
         train_lm(model, train, val, steps=5, compile=True, **RUN)
     assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())  # nothing trained
+
+
+def test_autocast_float32_is_full_precision_without_a_warning(recwarn):
+    """labkit.fastest_dtype() returns torch.float32 where bf16 does not pay: train_lm(autocast=that) is the
+    plain run, not autocast's "target dtype is not supported" warning at every step."""
+    train, val = stream()
+    plain = train_lm(tiny_model(), train, val, steps=5, **RUN)
+    as_float32 = train_lm(tiny_model(), train, val, steps=5, autocast=torch.float32, **RUN)
+    assert as_float32["val_loss"] == plain["val_loss"]
+    assert not [w for w in recwarn if "autocast" in str(w.message).lower()]
