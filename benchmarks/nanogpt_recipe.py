@@ -159,7 +159,7 @@ def main() -> None:
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=RECIPE["block_size"], n_layer=RECIPE["n_layer"],
                        n_head=RECIPE["n_head"], n_embd=RECIPE["n_embd"], dropout=0.0, bias=False)
     dtype = fastest_dtype()
-    fastest = {"compile": True, "autocast": dtype if dtype != torch.float32 else None}
+    fastest = {"compile": True, "autocast": dtype}  # float32: autocast off
     print(f"nanoGPT's CPU recipe: {GPT(config).num_parameters():,} parameters, batch {RECIPE['batch_size']} × block "
           f"{RECIPE['block_size']}; {torch.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
