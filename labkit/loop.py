@@ -250,7 +250,7 @@ def make_optimizer(optimizer: str | Callable[..., torch.optim.Optimizer], model:
 
     ``fused`` picks Adam's fused kernel, which updates every tensor in one pass; None: on a CUDA GPU
     only. It rounds differently from the default kernel (about 1e-7 after a few steps), and on a CPU
-    it saves a millisecond or two per step at nanoGPT's recipe (benchmarks/nanogpt_recipe.py).
+    it is a little faster (benchmarks/nanogpt_recipe.py times it at nanoGPT's recipe).
 
     ``decay_matrices_only`` makes two groups, as GPT-2 and nanoGPT do (chapter 06b): weight decay
     on matrices (Linear and Embedding weights, ≥ 2-D), none on biases and norm gains (1-D).
