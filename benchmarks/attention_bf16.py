@@ -11,41 +11,32 @@ products are faster). This benchmark times one forward and backward pass of
   are included);
 - float32: the kernel on float32 inputs, for reference.
 
-For each length it prints the milliseconds (the fastest of a few one-second tries: other programs
-can only slow a try down) and bf16's time over labkit's: above 1, computing in float32 pays. Rerun
+For each length it prints the milliseconds (the fastest of 20 passes, `labkit.export.time_call`:
+other programs can only slow a pass down) and bf16's time over labkit's: above 1, computing in float32 pays. Rerun
 it on another machine or PyTorch version before trusting the threshold there.
 
     python benchmarks/attention_bf16.py          # about a minute on the 2-core CPU
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from labkit.export import time_call
 from labkit.gpt import BF16_ATTENTION_IN_FP32_BELOW, fused_attention
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def forward_backward_ms(shape: tuple[int, int, int, int], dtype: torch.dtype, attention: Attention,
-                        tries: int = 3, seconds: float = 0.3) -> float:
-    """The fastest of ``tries`` timings of one forward and backward pass, in ms."""
+                        repeats: int = 20) -> float:
+    """The fastest of ``repeats`` forward and backward passes (after a warm-up), in ms."""
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(*shape, generator=generator).to(dtype).requires_grad_() for _ in range(3))
     grad = torch.randn(*shape, generator=generator).to(dtype)
-    for _ in range(2):  # warm-up
-        attention(q, k, v).backward(grad)
-    best = float("inf")
-    for _ in range(tries):
-        runs, start = 0, time.perf_counter()
-        while runs == 0 or time.perf_counter() - start < seconds:
-            attention(q, k, v).backward(grad)
-            runs += 1
-        best = min(best, (time.perf_counter() - start) / runs * 1e3)
-    return best
+    return time_call(lambda: attention(q, k, v).backward(grad), repeats) * 1e3
 
 
 def main() -> None:
