@@ -112,6 +112,15 @@ def matmul_floor(config: GPTConfig, batch: int, dtype: torch.dtype = torch.float
     return products
 
 
+def step_ms(step: Callable[[], torch.Tensor], steps: int) -> float:
+    """Milliseconds per call of ``step`` over ``steps`` calls (reading the last result waits for the work)."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = step()
+    out.item()
+    return 1e3 * (time.perf_counter() - start) / steps
+
+
 def train_lm_steps(model: GPT, data: torch.Tensor, steps: int, **settings) -> float:
     """``train_lm`` for ``steps`` steps with ``settings``; returns its ms per step (evaluations left out)."""
     history = train_lm(model, data, None, steps=steps, batch_size=RECIPE["batch_size"],
@@ -170,11 +179,11 @@ def main() -> None:
               "+ compile + fused": {"compile": True, "fused": True}}
     if dtype == torch.bfloat16:
         levers |= {"+ bf16 autocast": {"bf16": True}, "+ compile + fused + bf16": {"compile": True, "fused": True, "bf16": True}}
-    runs: dict[str, Callable[[], object]] = {}
+    runs: dict[str, Callable[[], float]] = {}  # name → one round of args.steps steps, returning its ms per step
     for name, kw in levers.items():
         torch.manual_seed(0)
         step = nanogpt_step(GPT(config), train, **kw)
-        runs[name] = step
+        runs[name] = functools.partial(step_ms, step, args.steps)
         start = time.perf_counter()
         for _ in range(5):  # warm-up (compiling, for torch.compile)
             step().item()
@@ -186,21 +195,15 @@ def main() -> None:
         train_lm_steps(model, train, 5, **settings)  # warm-up
         print(f"  {name:34s} warm-up {time.perf_counter() - start:5.1f} s")
         runs[name] = functools.partial(train_lm_steps, model, train, args.steps, **settings)
-    runs["matmul floor, float32"] = matmul_floor(config, RECIPE["batch_size"])
+    runs["matmul floor, float32"] = functools.partial(step_ms, matmul_floor(config, RECIPE["batch_size"]), args.steps)
     if dtype == torch.bfloat16:
-        runs["matmul floor, bfloat16"] = matmul_floor(config, RECIPE["batch_size"], torch.bfloat16)
+        floor = matmul_floor(config, RECIPE["batch_size"], torch.bfloat16)
+        runs["matmul floor, bfloat16"] = functools.partial(step_ms, floor, args.steps)
     names = list(runs)
     ms: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:  # rotate which goes first
-            if name.startswith("train_lm"):
-                ms[name].append(runs[name]())  # type: ignore[arg-type]  # ms per step
-                continue
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                out = runs[name]()
-            out.item()  # type: ignore[attr-defined]
-            ms[name].append(1e3 * (time.perf_counter() - start) / args.steps)
+            ms[name].append(runs[name]())
     base = statistics.median(ms["nanoGPT's step"])
     tokens = RECIPE["batch_size"] * RECIPE["block_size"]
     for name in names:
